@@ -1,0 +1,66 @@
+r"""Speed of the jitted TASD decomposition against a numpy argsort baseline.
+
+  python -m benchmarks.decompose            # CPU: results/decompose_cpu.{json,md}
+  python -m benchmarks.decompose --size=8192  # e.g. on a GPU: results/decompose_gpu.*
+
+Target (issue 3): >= 10x the numpy implementation on a 4096x4096 float32
+matrix for "2:4+1:8" and "2:8+1:8". On a GPU it also reports the effective
+bandwidth (read x, write every term) against the card's peak.
+"""
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import common
+from tasd_jax import patterns, tasd
+
+# Peak memory bandwidth (GB/s) by device kind, from the vendors' data sheets.
+PEAK_GBPS = {"H100 80GB HBM3": 3350.0, "H100 PCIe": 2000.0, "NVIDIA H200": 4800.0, "H200": 4800.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--series", nargs="+", default=["2:4+1:8", "2:8+1:8"])
+    parser.add_argument("--out", default=None, help="results path stem")
+    args = parser.parse_args()
+
+    x_np = np.random.default_rng(0).standard_normal((args.size, args.size)).astype(np.float32)
+    x = jnp.asarray(x_np)
+    rows = []
+    for spec in args.series:
+        for axis in (-1, -2):
+            fns = {
+                "numpy": lambda: tasd.decompose_reference(x_np, spec, axis),
+                "jax": lambda: tasd.decompose(x, spec, axis),
+            }
+            med = common.interleaved_medians(fns, args.repeats)
+            terms = len(patterns.as_series(spec).terms)
+            gbps = (1 + terms) * x_np.nbytes / med["jax"] / 1e9
+            rows.append({"series": spec, "axis": axis, "numpy_ms": med["numpy"] * 1e3,
+                         "jax_ms": med["jax"] * 1e3, "speedup": med["numpy"] / med["jax"],
+                         "effective_gbps": gbps})
+    mach = common.machine()
+    peak = PEAK_GBPS.get(mach["device"])
+    lines = [f"# TASD decomposition, {args.size}x{args.size} float32\n",
+             f"Machine: {mach['platform']}, {mach['cpu_count']} CPUs, backend {mach['backend']} "
+             f"({mach['device']}), jax {mach['jax']}, load avg {mach['load_average_1m']:.2f}, {mach['date']}\n",
+             f"Command: `{mach['command']}`\n",
+             "| series | axis | numpy argsort (ms) | jax jit (ms) | speed-up | GB/s |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        bw = f"{r['effective_gbps']:.1f}" + (f" ({100 * r['effective_gbps'] / peak:.0f}% of peak)" if peak else "")
+        lines.append(f"| {r['series']} | {r['axis']} | {r['numpy_ms']:.0f} | {r['jax_ms']:.1f} | "
+                     f"{r['speedup']:.1f}x | {bw} |")
+    markdown = "\n".join(lines) + "\n"
+    print(markdown)
+    stem = args.out or f"benchmarks/results/decompose_{'cpu' if mach['backend'] == 'cpu' else 'gpu'}"
+    common.write_results(stem, {"machine": mach, "size": args.size, "rows": rows}, markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Sparsity patterns as values: N:M, TASD series, TW/TEW/TVW, VW, BW, EW, channel.
+
+`parse(spec)` turns the user's spec strings into pattern values; `register`
+adds a pattern class under a spec name. See `base` for the spec grammar.
+"""
+
+from typing import Any, Sequence
+
+import jax
+
+from tasd_jax.patterns.base import (
+    Pattern,
+    ThresholdPattern,
+    parse,
+    register,
+    registered,
+)
+from tasd_jax.patterns.nm import NM, Dense, Series, VectorWise, as_series, group_ranks
+from tasd_jax.patterns.selection import prune_lowest, target_count
+from tasd_jax.patterns.tilewise import TileElementWise, TileVectorWise, TileWise, TileWise1
+from tasd_jax.patterns.unstructured import BlockWise, Channel, ElementWise
+
+
+def global_masks(
+    pattern: "str | Pattern", scores: Sequence[jax.Array], axis: int = -2, *, sparsity: Any = None
+) -> list[jax.Array]:
+    """Keep-masks for several arrays with one threshold across all of them.
+
+    Patterns without a target sparsity (N:M, series, dense) have no threshold
+    to share: each array gets its own mask.
+    """
+    pattern = parse(pattern)
+    if isinstance(pattern, ThresholdPattern):
+        return pattern.masks(list(scores), axis, sparsity=sparsity)
+    if sparsity is not None:
+        raise ValueError(f"pattern {pattern.spec()!r} has no sparsity to set (got {sparsity})")
+    return [pattern.mask(s, axis) for s in scores]
+
+
+__all__ = [
+    "BlockWise", "Channel", "Dense", "ElementWise", "NM", "Pattern", "Series",
+    "ThresholdPattern", "TileElementWise", "TileVectorWise", "TileWise", "TileWise1",
+    "VectorWise", "as_series", "global_masks", "group_ranks", "parse", "prune_lowest",
+    "register", "registered", "target_count",
+]

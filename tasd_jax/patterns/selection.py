@@ -1,0 +1,54 @@
+"""One threshold over units of different sizes, across many arrays.
+
+Structured pruning removes *units* (columns, tile row-segments, blocks,
+elements), each standing for `size` weights. `prune_lowest` removes the
+lowest-scoring units until the removed weights reach a target count, so the
+resulting sparsity is the target whatever the unit sizes, and a global
+threshold across layers (DESIGN.md §2, TW pruning) is the same call on the
+concatenation of every layer's units.
+"""
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+def prune_lowest(
+    scores: Sequence[jax.Array], sizes: Sequence[jax.Array], num_prune: Any
+) -> list[jax.Array]:
+    """Keep-masks of units after pruning the lowest-scoring ones, jointly.
+
+    Args:
+      scores: per array, unit scores of any shape (float; +inf is never pruned).
+      sizes: per array, unit sizes broadcastable to its scores (weights per unit;
+        a size-0 unit is kept and costs nothing).
+      num_prune: weights to prune in total (may be traced). Units are pruned in
+        order of increasing score (ties: higher flat index first, so the lower
+        index is kept, as in N:M) while the
+        cumulative pruned size stays within `num_prune` (+ half a weight).
+
+    Returns:
+      Per array, a bool keep-mask shaped like its scores.
+    """
+    flat_scores = jnp.concatenate([jnp.ravel(s).astype(jnp.float32) for s in scores])
+    flat_sizes = jnp.concatenate(
+        [jnp.ravel(jnp.broadcast_to(z, s.shape)).astype(jnp.int32) for s, z in zip(scores, sizes)]
+    )
+    last = flat_scores.size - 1
+    order = last - jnp.argsort(flat_scores[::-1], stable=True)
+    cumulative = jnp.cumsum(flat_sizes[order])
+    prune_sorted = (cumulative <= jnp.asarray(num_prune, jnp.float32) + 0.5) & jnp.isfinite(
+        flat_scores[order]
+    )
+    keep = jnp.ones_like(prune_sorted).at[order].set(~prune_sorted)
+    out, start = [], 0
+    for s in scores:
+        out.append(keep[start : start + s.size].reshape(s.shape))
+        start += s.size
+    return out
+
+
+def target_count(total: Any, sparsity: Any) -> jax.Array:
+    """Weights to prune for a sparsity over `total` weights (float32, jit-able)."""
+    return jnp.asarray(total, jnp.float32) * jnp.asarray(sparsity, jnp.float32)

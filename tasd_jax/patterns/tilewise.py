@@ -1,0 +1,220 @@
+"""Tile-wise sparsity (Guo et al., SC20; DESIGN.md §2) and its variants.
+
+A leaf is viewed as the GEMM weight W[K, N] (`base.as_matrix`).
+
+* tw2 (`TileWise`, spec "tw"): prune whole N-columns by L2 norm at the
+  per-dimension rate s' with (1 - s')^2 = 1 - s; cut the surviving columns, in
+  order, into tiles of `g`; inside each tile prune K-row segments by L2/width
+  until the total sparsity is s. Both stages use one threshold across all
+  arrays in global mode.
+* tw1 (`TileWise1`, "tw1"): no column stage; fixed tiles of `g` consecutive
+  columns, K-row segments pruned by L2/width (g = 1 is element-wise).
+* TEW ("tew"): TW at s + delta, then the top `delta` of all weights by score
+  are added back as an unstructured remainder.
+* TVW ("tvw"): TW with 2:4 inside each tile: TW at 1 - 2(1 - s), then 2:4 along
+  each tile's kept K-rows (in their packed order).
+
+Unit sizes are weights, so the achieved sparsity is the target (up to one unit)
+even when tiles and layers differ in size.
+"""
+
+import dataclasses
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from tasd_jax.patterns import base
+from tasd_jax.patterns import nm
+from tasd_jax.patterns.selection import prune_lowest, target_count
+
+
+def tile_membership(keep_columns: jax.Array, g: int, *, compact: bool) -> jax.Array:
+    """One-hot [N, T] of column -> tile (T = ceil(N / g)).
+
+    compact=True: kept columns, in order, cut into tiles of g (tw2); pruned
+    columns belong to no tile. compact=False: tile j // g for every column (tw1).
+    """
+    num_columns = keep_columns.shape[0]
+    num_tiles = -(-num_columns // g)
+    if compact:
+        tile = (jnp.cumsum(keep_columns.astype(jnp.int32)) - 1) // g
+        tile = jnp.where(keep_columns, tile, -1)
+    else:
+        tile = jnp.arange(num_columns) // g
+    return tile[:, None] == jnp.arange(num_tiles)[None, :]
+
+
+def segment_units(w: jax.Array, membership: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Row-segment scores L2/width [K, T] and sizes (widths) [T] of each tile."""
+    member = membership.astype(jnp.float32)
+    squares = jnp.square(w.astype(jnp.float32)) @ member
+    width = jnp.sum(member, axis=0)
+    score = jnp.sqrt(squares) / jnp.maximum(width, 1.0)
+    # Empty tiles hold no weights: never prune them (size 0 anyway).
+    return jnp.where(width > 0, score, jnp.inf), width
+
+
+def expand_segments(keep_segments: jax.Array, membership: jax.Array) -> jax.Array:
+    """[K, T] segment keep-mask -> [K, N] element keep-mask (pruned columns: False)."""
+    return (keep_segments.astype(jnp.float32) @ membership.T.astype(jnp.float32)) > 0.5
+
+
+def tile_conforms(mask: jax.Array, membership: jax.Array) -> jax.Array:
+    """Whether every tile's columns share one K-row mask ([K, N] mask, [N, T])."""
+    counts = mask.astype(jnp.float32) @ membership.astype(jnp.float32)
+    width = jnp.sum(membership, axis=0).astype(jnp.float32)
+    return jnp.all((counts == 0) | (counts == width[None, :]))
+
+
+def _row_segment_stage(
+    matrices: Sequence[jax.Array], memberships: Sequence[jax.Array], num_prune: Any, already: Any
+) -> list[jax.Array]:
+    units = [segment_units(w, mem) for w, mem in zip(matrices, memberships)]
+    keep_segments = prune_lowest(
+        [s for s, _ in units], [z[None, :] for _, z in units], num_prune - already
+    )
+    return [expand_segments(k, mem) for k, mem in zip(keep_segments, memberships)]
+
+
+def _tw2_masks(scores, axis, sparsity, g):
+    matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
+    total = sum(w.size for w in matrices)
+    num_prune = target_count(total, sparsity)
+    per_dimension = 1.0 - jnp.sqrt(1.0 - jnp.asarray(sparsity, jnp.float32))
+    column_norms = [jnp.linalg.norm(w, axis=0) for w in matrices]
+    keep_columns = prune_lowest(
+        column_norms, [w.shape[0] for w in matrices], target_count(total, per_dimension)
+    )
+    column_pruned = sum(jnp.sum(~k) * w.shape[0] for k, w in zip(keep_columns, matrices))
+    memberships = [tile_membership(k, g, compact=True) for k in keep_columns]
+    keeps = _row_segment_stage(matrices, memberships, num_prune, column_pruned)
+    return [k.reshape(s.shape) for k, s in zip(keeps, scores)]
+
+
+def _tw1_masks(scores, axis, sparsity, g):
+    matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
+    total = sum(w.size for w in matrices)
+    memberships = [
+        tile_membership(jnp.ones(w.shape[1], bool), g, compact=False) for w in matrices
+    ]
+    keeps = _row_segment_stage(matrices, memberships, target_count(total, sparsity), 0)
+    return [k.reshape(s.shape) for k, s in zip(keeps, scores)]
+
+
+def _tw_conforms(mask: jax.Array, axis: int, g: int, compact: bool) -> jax.Array:
+    matrix = base.as_matrix(mask, axis)
+    keep_columns = jnp.any(matrix, axis=0) if compact else jnp.ones(matrix.shape[1], bool)
+    return tile_conforms(matrix, tile_membership(keep_columns, g, compact=compact))
+
+
+@base.register("tw")
+@dataclasses.dataclass(frozen=True)
+class TileWise(base.ThresholdPattern):
+    """Tile-wise sparsity, tw2: column pruning, then K-row segments per tile of g."""
+
+    sparsity: float = 0.75
+    g: int = 128
+
+    def __post_init__(self):
+        base.check_positive_int("g", self.g)
+        base.check_sparsity(self.sparsity)
+
+    def masks(self, scores, axis=-2, *, sparsity=None):
+        return _tw2_masks(scores, axis, self._sparsity(sparsity), self.g)
+
+    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+        return _tw_conforms(mask, axis, self.g, compact=True)
+
+
+@base.register("tw1")
+@dataclasses.dataclass(frozen=True)
+class TileWise1(base.ThresholdPattern):
+    """Tile-wise sparsity, tw1: K-row segments in fixed tiles of g columns."""
+
+    sparsity: float = 0.75
+    g: int = 128
+
+    def __post_init__(self):
+        base.check_positive_int("g", self.g)
+        base.check_sparsity(self.sparsity)
+
+    def masks(self, scores, axis=-2, *, sparsity=None):
+        return _tw1_masks(scores, axis, self._sparsity(sparsity), self.g)
+
+    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+        return _tw_conforms(mask, axis, self.g, compact=False)
+
+
+@base.register("tew")
+@dataclasses.dataclass(frozen=True)
+class TileElementWise(base.ThresholdPattern):
+    """TEW: tw2 at sparsity + delta, plus the top `delta` of weights added back."""
+
+    sparsity: float = 0.75
+    g: int = 128
+    delta: float = 0.05
+
+    def __post_init__(self):
+        base.check_positive_int("g", self.g)
+        base.check_sparsity(self.sparsity)
+        if base.is_concrete(self.delta) and not 0.0 <= self.delta:
+            raise ValueError(f"delta={self.delta} must be >= 0")
+        if base.is_concrete(self.sparsity) and self.sparsity + self.delta >= 1.0:
+            raise ValueError(f"sparsity + delta = {self.sparsity + self.delta} must be < 1")
+
+    def masks(self, scores, axis=-2, *, sparsity=None):
+        sparsity = self._sparsity(sparsity)
+        tile_keeps = _tw2_masks(scores, axis, sparsity + self.delta, self.g)
+        # Everything TW kept is +inf, so pruning down to `sparsity` re-admits
+        # exactly the highest-scoring `delta` of the weights TW removed.
+        remainder = [jnp.where(k, jnp.inf, base.scores_as_float(s)) for k, s in zip(tile_keeps, scores)]
+        total = sum(s.size for s in scores)
+        return prune_lowest(remainder, [1] * len(scores), target_count(total, sparsity))
+
+
+@base.register("tvw")
+@dataclasses.dataclass(frozen=True)
+class TileVectorWise(base.ThresholdPattern):
+    """TVW: tw2 with 2:4 inside each tile along its kept K-rows (sparsity >= 0.5)."""
+
+    sparsity: float = 0.75
+    g: int = 128
+
+    def __post_init__(self):
+        base.check_positive_int("g", self.g)
+        if base.is_concrete(self.sparsity) and not 0.5 <= self.sparsity < 1.0:
+            raise ValueError(f"sparsity={self.sparsity} must be in [0.5, 1): 2:4 alone is 0.5")
+
+    def masks(self, scores, axis=-2, *, sparsity=None):
+        tile_sparsity = 1.0 - 2.0 * (1.0 - jnp.asarray(self._sparsity(sparsity), jnp.float32))
+        tile_keeps = _tw2_masks(scores, axis, tile_sparsity, self.g)
+        return [
+            _two_four_in_tiles(
+                base.as_matrix(base.scores_as_float(s), axis), k.reshape(-1, s.shape[-1])
+            ).reshape(s.shape)
+            for s, k in zip(scores, tile_keeps)
+        ]
+
+    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+        matrix = base.as_matrix(mask, axis)
+        membership = tile_membership(jnp.any(matrix, axis=0), self.g, compact=True)
+        tile_rows = (matrix.astype(jnp.float32) @ membership.astype(jnp.float32)) > 0
+        rows = _packed_row_order(expand_segments(tile_rows, membership))
+        return nm.NM(2, 4).conforms(jnp.take_along_axis(matrix, rows, axis=0), axis=0)
+
+
+def _packed_row_order(tile_mask: jax.Array) -> jax.Array:
+    """[K, N] row permutation per column putting its kept rows first, in order."""
+    num_rows = tile_mask.shape[0]
+    key = jnp.where(tile_mask, 0, num_rows) + jnp.arange(num_rows)[:, None]
+    return jnp.argsort(key, axis=0)
+
+
+def _two_four_in_tiles(scores: jax.Array, tile_mask: jax.Array) -> jax.Array:
+    # Every column of a tile shares the tile's kept rows, so packing each column
+    # by its own kept rows is packing by the tile's.
+    rows = _packed_row_order(tile_mask)
+    packed_scores = jnp.take_along_axis(jnp.where(tile_mask, scores, -jnp.inf), rows, axis=0)
+    packed_keep = nm.NM(2, 4).mask(packed_scores, axis=0) & jnp.take_along_axis(tile_mask, rows, axis=0)
+    return jnp.zeros_like(tile_mask).at[rows, jnp.arange(tile_mask.shape[1])[None, :]].set(packed_keep)

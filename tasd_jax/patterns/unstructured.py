@@ -1,0 +1,109 @@
+"""Element-wise (EW), block-wise (BW) and channel pruning: the TW paper's
+baselines (DESIGN.md §2), each a threshold on units of a leaf.
+
+* EW ("ew"): elements by score (global magnitude pruning in global mode).
+* BW ("bw"): blocks of block=(bk, bn) on the GEMM view [K, N] by RMS score
+  (L2 / sqrt(size), so the smaller edge blocks compete fairly).
+* Channel ("channel"): whole output columns N by L2 norm.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from tasd_jax.patterns import base
+from tasd_jax.patterns.selection import prune_lowest, target_count
+
+
+def _total(scores) -> int:
+    return sum(s.size for s in scores)
+
+
+@base.register("ew")
+@dataclasses.dataclass(frozen=True)
+class ElementWise(base.ThresholdPattern):
+    """Element-wise (unstructured) magnitude pruning."""
+
+    sparsity: float = 0.75
+
+    def __post_init__(self):
+        base.check_sparsity(self.sparsity)
+
+    def masks(self, scores, axis=-2, *, sparsity=None):
+        del axis
+        scores = [base.scores_as_float(s) for s in scores]
+        return prune_lowest(scores, [1] * len(scores), target_count(_total(scores), self._sparsity(sparsity)))
+
+
+@base.register("channel")
+@dataclasses.dataclass(frozen=True)
+class Channel(base.ThresholdPattern):
+    """Prune whole output columns (the last axis) by their L2 norm."""
+
+    sparsity: float = 0.5
+
+    def __post_init__(self):
+        base.check_sparsity(self.sparsity)
+
+    def masks(self, scores, axis=-2, *, sparsity=None):
+        matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
+        keep_columns = prune_lowest(
+            [jnp.linalg.norm(w, axis=0) for w in matrices],
+            [w.shape[0] for w in matrices],
+            target_count(_total(matrices), self._sparsity(sparsity)),
+        )
+        return [jnp.broadcast_to(k, s.shape) for k, s in zip(keep_columns, scores)]
+
+    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+        matrix = base.as_matrix(mask, axis)
+        return jnp.all(matrix == matrix[:1])
+
+
+@base.register("bw")
+@dataclasses.dataclass(frozen=True)
+class BlockWise(base.ThresholdPattern):
+    """Prune [bk, bn] blocks of the GEMM view [K, N] by RMS score."""
+
+    sparsity: float = 0.75
+    block: tuple[int, int] = (32, 32)
+
+    def __post_init__(self):
+        if not (isinstance(self.block, tuple) and len(self.block) == 2):
+            raise ValueError(f"block={self.block!r} must be two integers, e.g. block=32x32")
+        for size in self.block:
+            base.check_positive_int("block size", size)
+        base.check_sparsity(self.sparsity)
+
+    def _blocked(self, matrix: jax.Array) -> tuple[jax.Array, tuple[int, int]]:
+        bk, bn = self.block
+        pad = (-matrix.shape[0] % bk, -matrix.shape[1] % bn)
+        padded = jnp.pad(matrix, ((0, pad[0]), (0, pad[1])))
+        grid = (padded.shape[0] // bk, padded.shape[1] // bn)
+        return padded.reshape(grid[0], bk, grid[1], bn), pad
+
+    def masks(self, scores, axis=-2, *, sparsity=None):
+        matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
+        block_scores, block_sizes = [], []
+        for w in matrices:
+            blocks, _ = self._blocked(jnp.square(w))
+            sizes, _ = self._blocked(jnp.ones_like(w))
+            size = jnp.sum(sizes, axis=(1, 3))
+            block_sizes.append(size)
+            block_scores.append(jnp.sqrt(jnp.sum(blocks, axis=(1, 3)) / size))
+        keep_blocks = prune_lowest(
+            block_scores, block_sizes, target_count(_total(matrices), self._sparsity(sparsity))
+        )
+        bk, bn = self.block
+        out = []
+        for keep, w, s in zip(keep_blocks, matrices, scores):
+            full = jnp.repeat(jnp.repeat(keep, bk, axis=0), bn, axis=1)
+            out.append(full[: w.shape[0], : w.shape[1]].reshape(s.shape))
+        return out
+
+    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+        blocks, pad = self._blocked(base.as_matrix(mask, axis).astype(jnp.int32))
+        ones, _ = self._blocked(jnp.ones(base.as_matrix(mask, axis).shape, jnp.int32))
+        kept, size = jnp.sum(blocks, axis=(1, 3)), jnp.sum(ones, axis=(1, 3))
+        del pad
+        return jnp.all((kept == 0) | (kept == size))

@@ -1,0 +1,90 @@
+"""Parameter pytrees addressed by '/'-joined key paths, and path-regex rules.
+
+Rules pick leaves of a parameter pytree by `re.search` on the '/'-joined key
+path (e.g. "params/Dense_0/kernel"); the first rule that matches a leaf wins.
+Used by the decomposition of pytrees (`tasd.decompose_tree`) and by pruning.
+"""
+
+import re
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import jax
+
+
+def path_str(key_path: tuple) -> str:
+    """'/'-joins a jax key path: (DictKey('params'), DictKey('w')) -> 'params/w'."""
+    parts = []
+    for key in key_path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(str(key))
+    return "/".join(parts)
+
+
+def flatten(tree: Any) -> dict[str, Any]:
+    """Returns {'/'-joined path: leaf} in the tree's leaf order."""
+    return {path_str(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def unflatten(flat: Mapping[str, Any], like: Any) -> Any:
+    """Inverse of `flatten`: a tree shaped like `like` with leaves from `flat`."""
+    paths = [path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path(like)]
+    missing = [p for p in paths if p not in flat]
+    if missing:
+        raise ValueError(f"unflatten: no leaf given for paths {missing[:5]}")
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), [flat[p] for p in paths])
+
+
+class Rule(NamedTuple):
+    """Leaves whose path matches `pattern` (re.search) get `value` (a spec,
+    a pattern, ...); `axis` overrides the leaf's default contraction axis."""
+
+    pattern: str
+    value: Any
+    axis: int | None = None
+
+
+def as_rules(rules: Sequence[Rule | tuple]) -> tuple[Rule, ...]:
+    """Accepts Rule values or (pattern, value[, axis]) tuples; checks the regexes."""
+    out = []
+    for rule in rules:
+        rule = Rule(*rule)
+        try:
+            re.compile(rule.pattern)
+        except re.error as err:
+            raise ValueError(f"rule path regex {rule.pattern!r} is not a valid regex: {err}") from err
+        out.append(rule)
+    return tuple(out)
+
+
+def match_rules(
+    paths: Sequence[str], rules: Sequence[Rule | tuple], *, require_all: bool = True
+) -> dict[str, Rule | None]:
+    """Maps each path to the first rule whose regex it matches (None: no rule).
+
+    Raises ValueError if `require_all` and some rule matches no path, since a
+    rule that selects nothing is almost always a typo in a path regex.
+    """
+    rules = as_rules(rules)
+    chosen = {}
+    used = [False] * len(rules)
+    for path in paths:
+        chosen[path] = None
+        for i, rule in enumerate(rules):
+            if re.search(rule.pattern, path):
+                chosen[path], used[i] = rule, True
+                break
+    unused = [rules[i].pattern for i, u in enumerate(used) if not u]
+    if require_all and unused:
+        raise ValueError(
+            f"rule path regex(es) {unused} match no parameter; paths are e.g. {list(paths)[:6]}"
+        )
+    return chosen
+
+
+def default_axis(ndim: int) -> int:
+    """Contraction axis of a flax kernel: -2 for rank >= 2 ([..., in, out]), else -1."""
+    return -2 if ndim >= 2 else -1

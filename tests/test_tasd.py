@@ -1,0 +1,189 @@
+"""TASD decomposition: exact examples, properties (hypothesis), pytrees."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from tasd_jax import patterns, tasd
+
+JIT = pytest.mark.parametrize("jit", [False, True], ids=["nojit", "jit"])
+
+
+def _decompose(x, series, axis, jit):
+    if jit:
+        return jax.jit(lambda v: tasd.decompose(v, series, axis))(x)
+    return tasd.decompose(x, series, axis)
+
+
+@st.composite
+def sparse_arrays(draw, max_rank=3):
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=max_rank, min_side=1, max_side=11))
+    values = draw(hnp.arrays(np.float32, shape, elements=st.sampled_from([0.0, -2.0, -1.0, 0.5, 1.0, 3.0])
+                             | st.floats(-4, 4, width=32)))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    return values, axis
+
+
+series_specs = st.lists(
+    st.tuples(st.integers(1, 8), st.integers(1, 8)).filter(lambda t: t[0] <= t[1]), min_size=1, max_size=3
+).map(lambda terms: "+".join(f"{n}:{m}" for n, m in terms))
+
+
+@JIT
+def test_hand_example(jit):
+    x = jnp.array([[0.5, -3.0, 2.0, 1.0, 0.0, 4.0, -4.0, 1.0]])
+    first, second = _decompose(x, "1:4+1:4", -1, jit)
+    np.testing.assert_array_equal(first, [[0, -3.0, 0, 0, 0, 4.0, 0, 0]])  # tie 4/-4: lower index
+    np.testing.assert_array_equal(second, [[0, 0, 2.0, 0, 0, 0, -4.0, 0]])
+    (only,) = _decompose(x, "2:8", -1, jit)
+    np.testing.assert_array_equal(only, [[0, 0, 0, 0, 0, 4.0, -4.0, 0]])
+
+
+@JIT
+def test_padding_keeps_shape_and_structure(jit):
+    x = jnp.arange(1.0, 8.0).reshape(7, 1)  # axis length 7 along K, M = 4
+    (term,) = _decompose(x, "2:4", 0, jit)
+    np.testing.assert_array_equal(term[:, 0], [0, 0, 3, 4, 0, 6, 7])
+    assert term.shape == x.shape
+
+
+@JIT
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_dtypes(jit, dtype):
+    x = jax.random.normal(jax.random.key(0), (16, 24)).astype(dtype)
+    terms = _decompose(x, "2:4+1:8", -2, jit)
+    assert all(t.dtype == dtype and t.shape == x.shape for t in terms)
+    expected = tasd.decompose_reference(np.asarray(x, np.float32), "2:4+1:8", -2)
+    for term, ref in zip(terms, expected):
+        np.testing.assert_array_equal(np.asarray(term, np.float32), ref)
+
+
+@given(sparse_arrays(), series_specs)
+def test_matches_numpy_reference(data, spec):
+    x, axis = data
+    for term, ref in zip(tasd.decompose(x, spec, axis), tasd.decompose_reference(x, spec, axis)):
+        np.testing.assert_array_equal(np.asarray(term), ref)
+
+
+@given(sparse_arrays(), series_specs)
+def test_terms_are_structured_disjoint_and_exact_where_kept(data, spec):
+    x, axis = data
+    series = patterns.as_series(spec)
+    terms = [np.asarray(t) for t in tasd.decompose(x, series, axis)]
+    for term, nm in zip(terms, series.terms):
+        assert bool(nm.conforms(jnp.asarray(term != 0), axis))
+    supports = np.stack([t != 0 for t in terms])
+    assert (supports.sum(0) <= 1).all()
+    approx = sum(terms)
+    kept = approx != 0
+    np.testing.assert_array_equal(approx[kept], x[kept])
+    assert (np.abs(x[~kept]) <= np.abs(x).max()).all()
+
+
+@given(sparse_arrays(), series_specs, st.integers(1, 4), st.sampled_from([4, 8]))
+def test_more_terms_never_increase_error(data, spec, n, m):
+    x, axis = data
+    n = min(n, m)
+    base_error = tasd.series_metrics(x, tasd.decompose(x, spec, axis)).rel_error
+    longer = f"{spec}+{n}:{m}"
+    assert tasd.series_metrics(x, tasd.decompose(x, longer, axis)).rel_error <= base_error + 1e-6
+
+
+@given(sparse_arrays(), st.integers(1, 8))
+def test_m_of_m_is_exact(data, m):
+    x, axis = data
+    (term,) = tasd.decompose(x, f"{m}:{m}", axis)
+    np.testing.assert_array_equal(np.asarray(term), x)
+
+
+@given(sparse_arrays(), st.sampled_from([4, 8, 16]))
+def test_one_of_m_twice_equals_two_of_m(data, m):
+    x, axis = data
+    twice = tasd.reconstruct(tasd.decompose(x, f"1:{m}+1:{m}", axis))
+    (once,) = tasd.decompose(x, f"2:{m}", axis)
+    np.testing.assert_array_equal(np.asarray(twice), np.asarray(once))
+
+
+def _random_sparse(sparsity, seed=0, shape=(512, 512)):
+    key_values, key_mask = jax.random.split(jax.random.key(seed))
+    x = jax.random.normal(key_values, shape)
+    return jnp.where(jax.random.uniform(key_mask, shape) < sparsity, 0.0, x)
+
+
+@pytest.mark.parametrize(
+    "sparsity, spec, kept, cost",
+    # DESIGN.md §2, facts from the TASD paper on random matrices; expected
+    # values computed exactly from binomial group occupancy where stated.
+    [(0.5, "2:4", 0.8125, 0.5), (0.5, "2:4+1:8", 0.94, 0.625),
+     (0.75, "2:8+1:8", 0.93, 0.375), (0.95, "2:8+1:8", 0.999, 0.375)],
+)
+def test_published_retention_on_random_matrices(sparsity, spec, kept, cost):
+    x = _random_sparse(sparsity)
+    metrics = tasd.series_metrics(x, tasd.decompose(x, spec, -1), spec)
+    assert metrics.kept_nonzero == pytest.approx(kept, abs=0.01)
+    assert metrics.compute_cost == cost
+    assert metrics.kept_l2 >= metrics.kept_nonzero  # the largest values go first
+
+
+def test_metrics_hand_example():
+    x = jnp.array([3.0, 0.0, -4.0, 0.0])
+    terms = (jnp.array([0.0, 0.0, -4.0, 0.0]),)
+    m = tasd.series_metrics(x, terms, "1:4")
+    assert m.kept_nonzero == 0.5 and m.kept_l1 == pytest.approx(4 / 7)
+    assert m.kept_l2 == pytest.approx(16 / 25) and m.rel_error == pytest.approx(3 / 5)
+    assert m.compute_cost == 0.25
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="not a TASD series"):
+        tasd.decompose(jnp.ones((4, 4)), "tw(sparsity=0.5)")
+    with pytest.raises(ValueError, match="out of range"):
+        tasd.decompose(jnp.ones((4, 4)), "2:4", axis=2)
+    with pytest.raises(ValueError, match="'3:2'"):
+        tasd.decompose(jnp.ones((4, 4)), "3:2")
+    with pytest.raises(ValueError, match="scalar"):
+        tasd.decompose(jnp.float32(1.0), "2:4")
+
+
+def _params():
+    keys = jax.random.split(jax.random.key(0), 3)
+    return {"params": {
+        "Conv_0": {"kernel": jax.random.normal(keys[0], (3, 3, 8, 16)), "bias": jnp.ones(16)},
+        "Dense_0": {"kernel": jax.random.normal(keys[1], (36, 10)), "bias": jnp.ones(10)},
+        "head": {"kernel": jax.random.normal(keys[2], (10, 4))},
+    }}
+
+
+def test_decompose_tree_rules_axes_and_report():
+    params = _params()
+    result = tasd.decompose_tree(params, [
+        (r"Conv_0/kernel", "2:4+1:8"),
+        (r"Dense_0/kernel", "1:4", -1),
+        (r"kernel$", "2:8"),
+    ])
+    by_path = {r.path: r for r in result.report}
+    conv = by_path["params/Conv_0/kernel"]
+    assert conv.series == "2:4+1:8" and conv.axis == -2 and conv.matched
+    assert by_path["params/Dense_0/kernel"].axis == -1
+    assert by_path["params/head/kernel"].series == "2:8"  # first match wins
+    bias = by_path["params/Conv_0/bias"]
+    assert not bias.matched and bias.series == "dense" and bias.metrics.rel_error == 0.0
+    expected = tasd.decompose(params["params"]["Conv_0"]["kernel"], "2:4+1:8", -2)
+    for got, want in zip(result.terms["params/Conv_0/kernel"], expected):
+        np.testing.assert_array_equal(got, want)
+    approx = tasd.reconstruct_tree(result, params)
+    assert jax.tree.structure(approx) == jax.tree.structure(params)
+    np.testing.assert_array_equal(approx["params"]["Conv_0"]["bias"], params["params"]["Conv_0"]["bias"])
+    # 10 rows along K in 2:8 groups: 2 of the first 8, both of the last 2.
+    assert float(jnp.mean(approx["params"]["head"]["kernel"] != 0)) == pytest.approx(0.4)
+
+
+def test_decompose_tree_rule_matching_nothing_raises():
+    with pytest.raises(ValueError, match="match no parameter"):
+        tasd.decompose_tree(_params(), [("Dense_9/kernel", "2:4")])
+    with pytest.raises(ValueError, match="not a valid regex"):
+        tasd.decompose_tree(_params(), [("(", "2:4")])
