@@ -1,0 +1,47 @@
+"""Data for tasd_jax (issue 5 §1): tfds sources by name and grain pipelines.
+
+    from tasd_jax import data
+    info = data.dataset_info("sklearn_digits")    # prepared on first use
+    it = data.train_iterator("sklearn_digits", batch_size=128, seed=0)
+    batch = next(it)        # {"image": float32 [128, 8, 8, 1], "label": int32 [128]}
+    state = it.get_state()  # JSON-able; it.set_state(state) resumes exactly
+    for batch in data.eval_batches("sklearn_digits", batch_size=128):
+        ...                 # + "mask": bool [128], False on the padding rows
+
+Any tfds image-classification data set prepared as array_record in the tfds
+data dir ("mnist", "cifar10", "imagenet2012") works the same way by name.
+"""
+
+from tasd_jax.data.digits import SklearnDigits
+from tasd_jax.data.pipeline import (
+    CROP_FRACTION,
+    eval_batches,
+    eval_dataset,
+    random_crop_flip,
+    train_dataset,
+    train_iterator,
+)
+from tasd_jax.data.sources import (
+    AUTO_PREPARED,
+    ArraySource,
+    DatasetInfo,
+    dataset_info,
+    get_builder,
+    load_source,
+)
+
+__all__ = [
+    "AUTO_PREPARED",
+    "ArraySource",
+    "CROP_FRACTION",
+    "DatasetInfo",
+    "SklearnDigits",
+    "dataset_info",
+    "eval_batches",
+    "eval_dataset",
+    "get_builder",
+    "load_source",
+    "random_crop_flip",
+    "train_dataset",
+    "train_iterator",
+]
