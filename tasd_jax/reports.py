@@ -11,7 +11,7 @@ compute cost, one point per series).
 import csv
 import json
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -33,16 +33,15 @@ def init_params(config: ml_collections.ConfigDict) -> Any:
     return jax.jit(model.init)(jax.random.key(config.seed), sample)["params"]
 
 
-def magnitude_prune(params: Any, rule: str, pattern: "str | patterns.Pattern") -> dict[str, jax.Array]:
-    """The leaves whose path matches `rule`, each pruned per layer by |w| with
-    `pattern` along its contraction axis ('/'-joined path -> pruned array)."""
+def magnitude_prune(
+    leaves: Mapping[str, jax.Array], pattern: "str | patterns.Pattern"
+) -> dict[str, jax.Array]:
+    """Each leaf pruned on its own by |w| with `pattern` along its contraction
+    axis (-2 for kernels); returns path -> pruned array (zeros where pruned)."""
     pattern = patterns.parse(pattern)
-    flat = tree_paths.flatten(params)
-    chosen = tree_paths.match_rules(list(flat), [(rule, pattern)])
     return {
         path: jnp.where(pattern.mask(jnp.abs(w), tree_paths.default_axis(w.ndim)), w, 0)
-        for path, w in flat.items()
-        if chosen[path] is not None
+        for path, w in leaves.items()
     }
 
 
@@ -52,7 +51,9 @@ def decompose_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ValueError("config.series is empty: name at least one series, e.g. '2:4'")
     series_list = [patterns.as_series(s) for s in config.series]
     os.makedirs(workdir, exist_ok=True)
-    pruned = magnitude_prune(init_params(config), config.rule, config.prune)
+    flat = tree_paths.flatten(init_params(config))
+    chosen = tree_paths.match_rules(list(flat), [(config.rule, config.prune)])
+    pruned = magnitude_prune({p: w for p, w in flat.items() if chosen[p]}, config.prune)
     weights = {p: np.asarray(w, np.float64) for p, w in pruned.items()}
     nonzeros = {p: float(np.count_nonzero(w)) for p, w in weights.items()}
     energy = {p: float(np.sum(w * w)) for p, w in weights.items()}

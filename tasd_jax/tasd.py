@@ -22,8 +22,7 @@ from tasd_jax import tree_paths
 
 @functools.partial(jax.jit, static_argnames=("series", "axis"))
 def _decompose(x: jax.Array, series: patterns.Series, axis: int) -> tuple[jax.Array, ...]:
-    masks = series.term_masks(jnp.abs(x), axis)
-    return tuple(jnp.where(keep, x, jnp.zeros((), x.dtype)) for keep in masks)
+    return tuple(patterns.nm.series_terms(x, series.terms, axis))
 
 
 def decompose(
@@ -86,32 +85,32 @@ class SeriesMetrics(NamedTuple):
     kept_l1: float  # sum |approx| / sum |x|
     kept_l2: float  # sum approx^2 / sum x^2 (energy)
     rel_error: float  # ||x - approx||_F / ||x||_F
+    density: float  # non-zeros of the approximation / elements: what N:M hardware executes
     compute_cost: float  # sum(Ni / Mi): fraction of dense compute on N:M hardware
-
-
-@jax.jit
-def _metric_sums(x: jax.Array, approx: jax.Array) -> jax.Array:
-    x, approx = x.astype(jnp.float32), approx.astype(jnp.float32)
-    return jnp.stack([
-        jnp.sum(x != 0), jnp.sum((approx != 0) & (x != 0)),
-        jnp.sum(jnp.abs(x)), jnp.sum(jnp.abs(approx)),
-        jnp.sum(x * x), jnp.sum(approx * approx), jnp.sum(jnp.square(x - approx)),
-    ])
 
 
 def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None) -> SeriesMetrics:
     """Metrics of a decomposition of `x` into `terms`; `series` (spec or
-    pattern) gives compute_cost, which is NaN when it is not given."""
-    sums = np.asarray(_metric_sums(jnp.asarray(x), reconstruct(terms)), np.float64)
-    nnz, kept_nnz, l1, kept_l1, l2, kept_l2, err = sums
+    pattern) gives compute_cost, which is NaN when it is not given.
+
+    Computed in numpy (float64), so leaves of every shape share no compilation.
+    """
+    x = np.asarray(x, np.float64)
+    approx = np.asarray(reconstruct(terms), np.float64)
+    nonzero = x != 0
+    nnz, l1, l2 = np.count_nonzero(nonzero), np.abs(x).sum(), np.square(x).sum()
 
     def ratio(a, b):
         return float(a / b) if b > 0 else 1.0
 
     cost = patterns.as_series(series).compute_cost if series is not None else float("nan")
     return SeriesMetrics(
-        kept_nonzero=ratio(kept_nnz, nnz), kept_l1=ratio(kept_l1, l1), kept_l2=ratio(kept_l2, l2),
-        rel_error=float(np.sqrt(err / l2)) if l2 > 0 else 0.0, compute_cost=cost,
+        kept_nonzero=ratio(np.count_nonzero((approx != 0) & nonzero), nnz),
+        kept_l1=ratio(np.abs(approx).sum(), l1),
+        kept_l2=ratio(np.square(approx).sum(), l2),
+        rel_error=float(np.sqrt(np.square(x - approx).sum() / l2)) if l2 > 0 else 0.0,
+        density=float(np.count_nonzero(approx)) / max(x.size, 1),
+        compute_cost=cost,
     )
 
 
@@ -151,19 +150,47 @@ def decompose_tree(
     flat = tree_paths.flatten(params)
     rules = [tree_paths.Rule(r.pattern, patterns.as_series(r.value), r.axis) for r in tree_paths.as_rules(rules)]
     chosen = tree_paths.match_rules(list(flat), rules, require_all=require_all)
-    terms, report = {}, []
+    axes = {
+        path: tree_paths.default_axis(leaf.ndim) if rule.axis is None else rule.axis
+        for path, leaf in flat.items()
+        if (rule := chosen[path]) is not None
+    }
+    terms = _decompose_batched({p: flat[p] for p in axes}, {p: chosen[p].value for p in axes}, axes)
+    report = []
     for path, leaf in flat.items():
         rule = chosen[path]
         if rule is None:
             terms[path] = (leaf,)
             report.append(LeafReport(path, tuple(leaf.shape), "dense", None, False,
                                      series_metrics(leaf, (leaf,), "dense")))
-            continue
-        axis = tree_paths.default_axis(leaf.ndim) if rule.axis is None else rule.axis
-        terms[path] = decompose(leaf, rule.value, axis)
-        report.append(LeafReport(path, tuple(leaf.shape), rule.value.spec(), axis, True,
-                                 series_metrics(leaf, terms[path], rule.value)))
-    return TreeDecomposition(terms, report)
+        else:
+            report.append(LeafReport(path, tuple(leaf.shape), rule.value.spec(), axes[path], True,
+                                     series_metrics(leaf, terms[path], rule.value)))
+    return TreeDecomposition({p: terms[p] for p in flat}, report)
+
+
+def _decompose_batched(
+    leaves: dict[str, jax.Array], series: dict[str, patterns.Series], axes: dict[str, int]
+) -> dict[str, tuple[jax.Array, ...]]:
+    """`decompose` of many leaves, one call per (series, axis length, dtype):
+    each leaf becomes rows [-1, length] with its axis last, the rows of a
+    group are decomposed together, then split and put back in shape. A model
+    with dozens of leaf shapes compiles a handful of decompositions."""
+    groups: dict[tuple, list[str]] = {}
+    for path, leaf in leaves.items():
+        axis = patterns.base.normalize_axis(axes[path], leaf.ndim)
+        groups.setdefault((series[path], leaf.shape[axis], jnp.dtype(leaf.dtype)), []).append(path)
+    out = {}
+    for (spec, _, _), paths in groups.items():
+        rows = [jnp.moveaxis(jnp.asarray(leaves[p]), axes[p], -1) for p in paths]
+        stacked = jnp.concatenate([r.reshape(-1, r.shape[-1]) for r in rows])
+        bounds = np.cumsum([0] + [r.size // r.shape[-1] for r in rows])
+        group_terms = decompose(stacked, spec, -1)
+        for path, moved, lo, hi in zip(paths, rows, bounds[:-1], bounds[1:]):
+            out[path] = tuple(
+                jnp.moveaxis(t[lo:hi].reshape(moved.shape), -1, axes[path]) for t in group_terms
+            )
+    return out
 
 
 def reconstruct_tree(decomposition: TreeDecomposition, like: Any) -> Any:

@@ -1,0 +1,30 @@
+"""flax.linen models for pruning, decomposition and the cost model (issue 5 §2).
+
+Image classifiers take NHWC float images and return logits [B, num_classes]:
+`model.apply(variables, images, train=False)`; BatchNorm models (ResNets,
+VGG16) keep `batch_stats`, mutable when train=True. BERT takes int32 token ids
+[B, L]. Every linear layer is built with the model's `dense` field (default
+nn.Dense; kernels [in, out]) so a tile-wise-sparse layer can be plugged in:
+`get_model("bert", dense=TWDense)`.
+"""
+
+from tasd_jax.models.bert import BertEncoder, EncoderLayer, SelfAttention
+from tasd_jax.models.mlp import LeNet5, MLP
+from tasd_jax.models.registry import MODELS, get_model
+from tasd_jax.models.resnet import BasicBlock, BottleneckBlock, CifarResNet, ResNet
+from tasd_jax.models.vgg import VGG16
+
+__all__ = [
+    "BasicBlock",
+    "BertEncoder",
+    "BottleneckBlock",
+    "CifarResNet",
+    "EncoderLayer",
+    "LeNet5",
+    "MLP",
+    "MODELS",
+    "ResNet",
+    "SelfAttention",
+    "VGG16",
+    "get_model",
+]

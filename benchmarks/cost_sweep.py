@@ -1,0 +1,89 @@
+r"""Speed of the cost model: the full ResNet-50 EDP sweep.
+
+  python -m benchmarks.cost_sweep        # results/cost_sweep.{json,md}
+
+Target (issue 4 §6): every accelerator x every series of configs/edp_resnet50.py
+(plus the per-layer "tasd" choice) at all four sparsities in under 10 s on the
+2-core CPU. Timed: extracting ResNet-50's GEMMs from its jaxpr (abstract
+variables, nothing allocated) and `report.sweep_workload` at every sparsity.
+Per-layer weight statistics are synthetic here (density = min(1 - s, series
+coverage), kept L1 = 1): they change the numbers, not the work; measuring
+them from decomposed weights is the decomposition's cost, benchmarked in
+benchmarks/decompose.py.
+"""
+
+import argparse
+import statistics
+import time
+
+from benchmarks import common
+from configs import edp_resnet50
+from tasd_jax import patterns
+from tasd_jax.cost import report, workloads
+
+
+def synthetic_weights(wl: workloads.Workload, sparsity: float, series) -> report.LayerWeights:
+    """Layer statistics without decomposing: each series keeps min(1 - s, coverage)."""
+    paths = {g.weight_path for g in wl.gemms if g.weight_path}
+    out = report.LayerWeights({}, {}, {}, {}, {})
+    for path in paths:
+        for spec in series:
+            cover = patterns.as_series(spec).compute_cost
+            out.density[(spec, path)] = min(1.0 - sparsity, cover)
+            out.kept_l1[(spec, path)] = out.kept_nonzero[(spec, path)] = 1.0
+        out.abs_sum[path] = out.nonzero[path] = 1.0
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results/cost_sweep")
+    args = parser.parse_args()
+
+    config = edp_resnet50.get_config()
+    config.series = tuple(patterns.parse(s).spec() for s in config.series)
+    start = time.perf_counter()
+    wl = workloads.workload(config.model, config.input_shapes[0], seed=None)
+    trace_s = time.perf_counter() - start
+    weights = {s: synthetic_weights(wl, s, config.series) for s in config.sparsities}
+
+    sweep_times, estimates = [], 0
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        runs = [report.sweep_workload(wl, weights[s], config) for s in config.sparsities]
+        estimates = sum(len(r) for r in runs)
+        sweep_times.append(time.perf_counter() - start)
+    sweep_s = statistics.median(sweep_times)
+    payload = {
+        "machine": common.machine(),
+        "workload": wl.name,
+        "gemms": len(wl.gemms),
+        "hardware": list(config.hardware),
+        "series": list(config.series),
+        "sparsities": list(config.sparsities),
+        "estimates_per_sweep": estimates,
+        "trace_gemms_s": trace_s,
+        "sweep_s_median": sweep_s,
+        "sweep_s_all": sweep_times,
+        "total_s": trace_s + sweep_s,
+        "target_s": 10.0,
+    }
+    markdown = (
+        f"# Cost-model sweep, {wl.name}\n\n"
+        f"{len(wl.gemms)} GEMMs x {len(config.hardware)} accelerators x "
+        f"{len(config.series)} series "
+        f"(+ tasd) x {len(config.sparsities)} sparsities = {estimates} estimates.\n\n"
+        f"| step | seconds |\n|---|---|\n"
+        f"| trace GEMMs (make_jaxpr, abstract) | {trace_s:.2f} |\n"
+        f"| sweep (median of {args.repeats}) | {sweep_s:.3f} |\n"
+        f"| total | {trace_s + sweep_s:.2f} (target < 10) |\n\n"
+        f"Load average at the end: {payload['machine']['load_average_1m']:.1f} on "
+        f"{payload['machine']['cpu_count']} cores.\n"
+    )
+    common.write_results(args.out, payload, markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+r"""EDP of ResNet-50 (224x224, one image) on the TASD paper's accelerators (issue 4).
+
+    python -m experiments.run --config=configs/edp_resnet50.py --workdir=/tmp/edp_resnet50
+
+Weights are random-init, magnitude-pruned layer-wise to each of `sparsities`
+(until trained models exist), then decomposed into each series; each layer's
+measured density feeds the cost model (tasd_jax/cost/edp.py documents it).
+Writes per_layer.csv, totals.csv, results.json and edp_<workload>.png; prints
+the dense / 2:4 / tasd EDP table. Tuples are overridden as strings, e.g.
+`--config.sparsities='(0.5, 0.9)'`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.experiment = "edp"
+    config.model = "resnet50"
+    config.model_kwargs = ml_collections.ConfigDict()
+    config.input_shapes = ((1, 224, 224, 3),)
+    config.seed = 0
+    config.sparsities = (0.5, 0.75, 0.9, 0.95)
+    config.hardware = ("dense", "stc", "vegeta", "vegeta_m8", "dstc", "ttc")
+    config.series = (
+        "dense", "2:4", "1:4", "2:8", "1:8", "2:4+1:8", "2:8+1:8", "1:4+1:8", "1:8+1:8",
+    )
+    config.energy = "sparseloop45"  # or "horowitz45"
+    # Fraction of non-zero activations (A operands) for every GEMM; 1.0 = no
+    # activation sparsity assumed (post-ReLU ResNet activations are ~50% zero).
+    config.activation_density = 1.0
+    # The per-layer "tasd" choice keeps at least this share of each pruned
+    # layer's L1 magnitude (stand-in for TASDER's 99%-accuracy budget).
+    config.min_kept_l1 = 0.99
+    return config

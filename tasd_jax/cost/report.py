@@ -1,0 +1,316 @@
+"""The "edp" experiment: EDP of a model's GEMMs on every accelerator and series (TASD evaluation).
+
+`edp_report(config, workdir)` builds the workload(s) (`config.model` at each of
+`config.input_shapes`), magnitude-prunes every weight leaf a GEMM uses to each
+of `config.sparsities` (layer-wise, unstructured: `ew(sparsity=s)` per leaf),
+decomposes the pruned weights into each series of `config.series` along the
+contraction axis (-2), and measures each layer's executed weight density from
+the real decomposed weights. Then for every accelerator in `config.hardware` it
+estimates every series the accelerator runs, plus a per-layer "tasd" choice.
+
+"tasd" stands in for TASDER (which ranks series by EDP under a model-accuracy
+budget): per layer it takes the series with the lowest layer EDP among those
+the accelerator runs that keep at least `config.min_kept_l1` of the pruned
+layer's L1 magnitude; dense when none does. The accuracy budget is replaced by
+this weight-fidelity proxy until trained models exist; say so beside its numbers.
+
+Outputs in `workdir`: `per_layer.csv`, `totals.csv`, `results.json`, one bar
+chart `edp_<workload>.png` per workload, and a printed table of model EDP
+relative to the dense accelerator running the dense model: dense / 2:4 / tasd.
+"""
+
+import csv
+import json
+import os
+from typing import Any, Iterable, NamedTuple
+
+import jax.numpy as jnp
+import matplotlib
+import ml_collections
+import numpy as np
+
+from tasd_jax import patterns, reports, tasd, tree_paths
+from tasd_jax.cost.edp import Estimate, estimate
+from tasd_jax.cost.gemms import GEMM, total_macs
+from tasd_jax.cost.hardware import hardware
+from tasd_jax.cost.workloads import Workload, workload
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+_PER_LAYER_FIELDS = [
+    "workload", "sparsity", "hardware", "series", "layer", "batch", "m", "k", "n", "weight",
+    "weight_density", "kept_l1", "cycles", "compute_cycles", "dram_cycles", "smem_cycles",
+    "energy_pj", "dram_pj", "smem_pj", "rf_pj", "mac_pj", "edp_pj_cycles",
+]
+_TOTAL_FIELDS = [
+    "workload", "sparsity", "hardware", "series", "macs", "cycles", "energy_pj", "edp_pj_cycles",
+    "rel_cycles", "rel_energy", "rel_edp", "kept_l1", "kept_nonzero",
+]
+
+
+class LayerWeights(NamedTuple):
+    """Measured statistics of each weight leaf under each series, at one sparsity.
+
+    Keys `(spec, path)`: `density` is the non-zero fraction of the decomposed
+    (reconstructed) weight; `kept_l1` / `kept_nonzero` compare it with the pruned
+    weight. Keys `path`: `abs_sum` and `nonzero` of the pruned weight.
+    """
+
+    density: dict[tuple[str, str], float]
+    kept_l1: dict[tuple[str, str], float]
+    kept_nonzero: dict[tuple[str, str], float]
+    abs_sum: dict[str, float]
+    nonzero: dict[str, float]
+
+
+def measure_weights(
+    variables: Any, gemms: Iterable[GEMM], sparsity: float, series: Iterable[str]
+) -> LayerWeights:
+    """Prunes each GEMM weight leaf to `sparsity` by magnitude and decomposes it into each series.
+
+    Args:
+      variables: the model variables (arrays).
+      gemms: GEMMs whose `weight_path` names leaves of `variables`.
+      sparsity: fraction of each leaf pruned (layer-wise, unstructured: `ew`).
+      series: spec strings; N:M groups along axis -2 (a flax kernel's input axis).
+    """
+    flat = tree_paths.flatten(variables)
+    paths = sorted({g.weight_path for g in gemms if g.weight_path is not None})
+    pruned = reports.magnitude_prune({p: flat[p] for p in paths}, patterns.ElementWise(sparsity))
+    out = LayerWeights({}, {}, {}, {}, {})
+    for path, w in pruned.items():
+        out.abs_sum[path] = float(jnp.sum(jnp.abs(w)))
+        out.nonzero[path] = float(jnp.count_nonzero(w))
+    for spec in series:
+        for leaf in tasd.decompose_tree(pruned, [(".", spec)]).report:
+            out.density[(spec, leaf.path)] = leaf.metrics.density
+            out.kept_l1[(spec, leaf.path)] = leaf.metrics.kept_l1
+            out.kept_nonzero[(spec, leaf.path)] = leaf.metrics.kept_nonzero
+    return out
+
+
+def _model_kept(weights: LayerWeights, choice: dict[str, str]) -> tuple[float, float]:
+    """Model-level kept L1 and kept non-zeros for a path -> series choice."""
+    l1 = sum(weights.abs_sum[p] for p in choice)
+    nz = sum(weights.nonzero[p] for p in choice)
+    kept_l1 = sum(weights.kept_l1[(s, p)] * weights.abs_sum[p] for p, s in choice.items())
+    kept_nz = sum(weights.kept_nonzero[(s, p)] * weights.nonzero[p] for p, s in choice.items())
+    return kept_l1 / max(l1, 1e-30), kept_nz / max(nz, 1.0)
+
+
+class Run(NamedTuple):
+    """One accelerator running one weight series (or the per-layer "tasd" choice)."""
+
+    hardware: str
+    series: str
+    estimate: Estimate
+    density: np.ndarray  # [G] executed weight density (1 for GEMMs without weights)
+    kept_l1: np.ndarray  # [G] share of the pruned weight's L1 kept
+    choice: dict[str, str]  # weight path -> series
+
+
+def _layer_rows(wl: Workload, sparsity: float, run: Run) -> Iterable[dict]:
+    est = run.estimate
+    for i, g in enumerate(wl.gemms):
+        yield {
+            "workload": wl.name, "sparsity": sparsity, "hardware": run.hardware,
+            "series": run.series, "layer": g.name, "batch": g.batch, "m": g.m, "k": g.k,
+            "n": g.n, "weight": g.weight, "weight_density": run.density[i],
+            "kept_l1": run.kept_l1[i], "cycles": est.cycles[i],
+            "compute_cycles": est.compute_cycles[i], "dram_cycles": est.dram_cycles[i],
+            "smem_cycles": est.smem_cycles[i], "energy_pj": est.energy_pj[i],
+            **{f"{part}_pj": est.energy_by_part[part][i] for part in ("dram", "smem", "rf", "mac")},
+            "edp_pj_cycles": est.edp[i],
+        }
+
+
+def _stat(table: dict, specs: list[str], gemms: list[GEMM]) -> np.ndarray:
+    """[G] a measured statistic of each GEMM's weight under its series (1 without weights)."""
+    return np.array(
+        [table[(s, g.weight_path)] if g.weight_path else 1.0 for s, g in zip(specs, gemms)]
+    )
+
+
+def sweep_workload(
+    wl: Workload, weights: LayerWeights, config: ml_collections.ConfigDict
+) -> list[Run]:
+    """Every (hardware, series) of `config` the hardware runs, then its "tasd" choice.
+
+    Args:
+      wl: the workload.
+      weights: its measured weight statistics (`measure_weights`).
+      config: fields hardware, energy, series (canonical specs), activation_density,
+        min_kept_l1.
+    """
+    runs = []
+    for hw_name in config.hardware:
+        hw = hardware(hw_name, energy=config.energy)
+
+        def run(name, specs):
+            density = _stat(weights.density, specs, wl.gemms)
+            est = estimate(
+                wl.gemms, hw, weight_series=specs, density=density,
+                activation_density=config.activation_density,
+            )
+            choice = {g.weight_path: s for g, s in zip(wl.gemms, specs) if g.weight_path}
+            return Run(hw_name, name, est, density, _stat(weights.kept_l1, specs, wl.gemms), choice)
+
+        own = [run(spec, [spec] * len(wl.gemms)) for spec in config.series if hw.runs(spec)]
+        # TASDER stand-in: per layer, the lowest EDP among the series keeping enough.
+        edps = np.stack([r.estimate.edp for r in own])  # [S, G]
+        ok = np.stack([(r.kept_l1 >= config.min_kept_l1) | (r.series == "dense") for r in own])
+        best = np.argmin(np.where(ok, edps, np.inf), axis=0)
+        runs += own + [run("tasd", [own[b].series for b in best])]
+    return runs
+
+
+def _plot(
+    path: str, wl_name: str, totals: list[dict], sparsities: list[float], hw_names: list[str]
+) -> None:
+    series_names = list(dict.fromkeys(r["series"] for r in totals))
+    fig, axes = plt.subplots(1, len(sparsities), figsize=(4.5 * len(sparsities), 4), squeeze=False)
+    width = 0.8 / len(series_names)
+    for ax, s in zip(axes[0], sparsities):
+        for j, name in enumerate(series_names):
+            xs, ys = [], []
+            for i, hw_name in enumerate(hw_names):
+                row = [
+                    r for r in totals
+                    if r["sparsity"] == s and r["hardware"] == hw_name and r["series"] == name
+                ]
+                if row:
+                    xs.append(i + (j - len(series_names) / 2 + 0.5) * width)
+                    ys.append(row[0]["rel_edp"])
+            ax.bar(xs, ys, width, label=name)
+        ax.set_xticks(range(len(hw_names)), hw_names, rotation=30)
+        ax.set_yscale("log")
+        ax.axhline(1.0, color="k", lw=0.5)
+        ax.set_title(f"{wl_name}, {s:.0%} pruned")
+        ax.set_ylabel("EDP / dense core, dense model")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.92, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _write_csv(path: str, rows: list[dict], fields: list[str]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def format_table(totals: list[dict], columns: tuple[str, ...] = ("dense", "2:4", "tasd")) -> str:
+    """Model EDP relative to the dense core running the dense model, one block per
+    workload and sparsity: rows hardware, columns `columns` (`-` where not run),
+    then the share of the pruned weights' L1 each non-dense column keeps."""
+    kept_columns = [c for c in columns if c != "dense"]
+    lines = []
+    for wl_name, s in dict.fromkeys((r["workload"], r["sparsity"]) for r in totals):
+        rows = {
+            (r["hardware"], r["series"]): r
+            for r in totals if r["workload"] == wl_name and r["sparsity"] == s
+        }
+        lines.append(f"{wl_name}, weights {s:.0%} pruned: EDP relative to dense core / dense model")
+        lines.append(
+            f"{'hardware':<11}" + "".join(f"{c:>9}" for c in columns)
+            + "".join(f"{'kept ' + c:>12}" for c in kept_columns)
+        )
+        for hw_name in dict.fromkeys(h for h, _ in rows):
+            edp = [
+                f"{rows[hw_name, c]['rel_edp']:>9.3f}" if (hw_name, c) in rows else f"{'-':>9}"
+                for c in columns
+            ]
+            kept = [
+                f"{rows[hw_name, c]['kept_l1']:>12.3f}" if (hw_name, c) in rows else f"{'-':>12}"
+                for c in kept_columns
+            ]
+            lines.append(f"{hw_name:<11}" + "".join(edp) + "".join(kept))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Runs the EDP sweep of `config` (see configs/edp_resnet50.py) and writes its files.
+
+    Returns:
+      The contents of results.json.
+    """
+    for field in ("model", "input_shapes", "hardware", "series", "sparsities", "energy"):
+        if field not in config:
+            raise ValueError(f"edp config has no {field!r} field")
+    bad = [s for s in config.sparsities if not 0.0 <= s < 1.0]
+    if bad:
+        raise ValueError(f"config.sparsities {bad} must lie in [0, 1)")
+    if "dense" not in config.hardware or "dense" not in config.series:
+        raise ValueError(
+            f"config.hardware {list(config.hardware)} and config.series {list(config.series)} "
+            "must both include 'dense': every EDP is relative to the dense core running the "
+            "dense model"
+        )
+    config = config.copy_and_resolve_references()  # canonical specs; the caller's stays
+    with config.unlocked():
+        config.series = tuple(patterns.parse(spec).spec() for spec in config.series)
+    os.makedirs(workdir, exist_ok=True)
+    per_layer, totals, workloads, choices = [], [], {}, {}
+    model_kwargs = dict(config.get("model_kwargs", {}))
+    weights_by_sparsity = {}
+    for shape in config.input_shapes:
+        wl = workload(config.model, tuple(shape), seed=config.seed, **model_kwargs)
+        workloads[wl.name] = {
+            "gemms": len(wl.gemms), "macs": total_macs(wl.gemms),
+            "weight_gemms": sum(g.weight for g in wl.gemms),
+        }
+        for s in config.sparsities:
+            if s not in weights_by_sparsity:  # the weights are the same at every input shape
+                weights_by_sparsity[s] = measure_weights(wl.variables, wl.gemms, s, config.series)
+            weights = weights_by_sparsity[s]
+            runs = sweep_workload(wl, weights, config)
+            base = next(r.estimate for r in runs if r.hardware == "dense" and r.series == "dense")
+            for run in runs:
+                est = run.estimate
+                per_layer.extend(_layer_rows(wl, s, run))
+                kept_l1, kept_nz = _model_kept(weights, run.choice)
+                totals.append({
+                    "workload": wl.name, "sparsity": s, "hardware": run.hardware,
+                    "series": run.series, "macs": float(est.macs.sum()),
+                    "cycles": est.total_cycles, "energy_pj": est.total_energy_pj,
+                    "edp_pj_cycles": est.total_edp,
+                    "rel_cycles": est.total_cycles / base.total_cycles,
+                    "rel_energy": est.total_energy_pj / base.total_energy_pj,
+                    "rel_edp": est.total_edp / base.total_edp,
+                    "kept_l1": kept_l1, "kept_nonzero": kept_nz,
+                })
+                if run.series == "tasd":
+                    choices[f"{wl.name}/{s}/{run.hardware}"] = run.choice
+        _plot(
+            os.path.join(workdir, f"edp_{wl.name}.png"), wl.name,
+            [r for r in totals if r["workload"] == wl.name],
+            list(config.sparsities), list(config.hardware),
+        )
+    _write_csv(os.path.join(workdir, "per_layer.csv"), per_layer, _PER_LAYER_FIELDS)
+    _write_csv(os.path.join(workdir, "totals.csv"), totals, _TOTAL_FIELDS)
+    table = format_table(totals)
+    print(table)
+    results = {
+        "units": {
+            "cycles": "cycles", "energy": "pJ",
+            "edp": "pJ x cycles (model: total cycles x total pJ)",
+        },
+        "reference": "rel_* are relative to the 'dense' hardware running the dense model "
+        "at the same sparsity",
+        "tasd": f"per-layer lowest-EDP series keeping >= {config.min_kept_l1} of the pruned "
+        "layer's L1 (a stand-in for TASDER's accuracy budget)",
+        "energy_table": config.energy,
+        "activation_density": config.activation_density,
+        "hardware": {h: hardware(h).description for h in config.hardware},
+        "workloads": workloads,
+        "totals": totals,
+        "tasd_choice": choices,
+        "table": table,
+    }
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    return results

@@ -1,0 +1,197 @@
+"""BERT-style Transformer encoder with a sequence classifier (Devlin et al. 2019).
+
+Issue 5 §2 (the tile-wise paper's BERT-base fine-tuning, TW paper §6) and issue
+4 §1 (BERT-base as the TASD paper's GEMM workload). Post-LN layers as in the
+original BERT: x = LN(x + Attn(x)); x = LN(x + FFN(x)), GELU (exact, erf) in
+the FFN, LayerNorm epsilon 1e-12, then a tanh pooler on the [CLS] (first)
+token and a linear classifier.
+
+Every GEMM with a weight is a 2-D Dense `[in, out]` built with the `dense`
+field: attention `query`, `key`, `value`, `out` are [hidden, hidden] and are
+reshaped to heads around them (so tile-wise pruning and the cost model see one
+plain GEMM each), the FFN is `intermediate` [hidden, mlp_dim] and `output`
+[mlp_dim, hidden], then `pooler` and `classifier`. Parameter paths are e.g.
+`layer_3/attention/query/kernel`, `layer_3/intermediate/kernel`.
+
+BERT-base (the defaults) has 109,482,240 parameters without the classifier.
+"""
+
+from typing import Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+_LN_EPSILON = 1e-12  # BERT's LayerNorm epsilon
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with 2-D q/k/v/out projections.
+
+    Attributes:
+      num_heads: heads; must divide the hidden size.
+      dropout_rate: dropout on the attention probabilities.
+      dense: constructor of linear layers, called as `dense(features, name=...)`.
+    """
+
+    num_heads: int
+    dropout_rate: float
+    dense: Callable[..., nn.Module]
+
+    @nn.compact
+    def __call__(self, x: jax.Array, attention_mask: jax.Array, train: bool) -> jax.Array:
+        """x: [B, L, hidden]; attention_mask: [B, L] bool, True = attend to it.
+
+        Returns [B, L, hidden].
+        """
+        batch, length, hidden = x.shape
+        head_dim = hidden // self.num_heads
+
+        def heads(name: str) -> jax.Array:
+            # [B, L, hidden] -> [B, L, heads, head_dim]
+            return self.dense(hidden, name=name)(x).reshape(batch, length, self.num_heads, head_dim)
+
+        query, key, value = heads("query"), heads("key"), heads("value")
+        scores = jnp.einsum("bqhd,bkhd->bhqk", query, key) / jnp.sqrt(
+            jnp.asarray(head_dim, x.dtype)
+        )
+        # Masked keys get the dtype's lowest value, so softmax gives them 0 weight.
+        scores = jnp.where(attention_mask[:, None, None, :], scores, jnp.finfo(scores.dtype).min)
+        probs = nn.softmax(scores, axis=-1)
+        probs = nn.Dropout(self.dropout_rate, deterministic=not train)(probs)
+        context = jnp.einsum("bhqk,bkhd->bqhd", probs, value)
+        return self.dense(hidden, name="out")(context.reshape(batch, length, hidden))
+
+
+class EncoderLayer(nn.Module):
+    """Post-LN Transformer layer: attention and GELU FFN, each residual + LN.
+
+    Attributes:
+      num_heads: attention heads.
+      mlp_dim: FFN inner width.
+      dropout_rate: dropout on attention probabilities and sub-layer outputs.
+      dense: constructor of linear layers, called as `dense(features, name=...)`.
+    """
+
+    num_heads: int
+    mlp_dim: int
+    dropout_rate: float
+    dense: Callable[..., nn.Module]
+
+    @nn.compact
+    def __call__(self, x: jax.Array, attention_mask: jax.Array, train: bool) -> jax.Array:
+        """x: [B, L, hidden], attention_mask: [B, L] bool -> [B, L, hidden]."""
+        dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
+        y = SelfAttention(self.num_heads, self.dropout_rate, self.dense, name="attention")(
+            x, attention_mask, train
+        )
+        x = nn.LayerNorm(epsilon=_LN_EPSILON, name="attention_ln")(x + dropout(y))
+        y = nn.gelu(self.dense(self.mlp_dim, name="intermediate")(x), approximate=False)
+        y = self.dense(x.shape[-1], name="output")(y)
+        return nn.LayerNorm(epsilon=_LN_EPSILON, name="output_ln")(x + dropout(y))
+
+
+class BertEncoder(nn.Module):
+    """BERT encoder + pooler + classifier: token ids [B, L] -> logits [B, classes].
+
+    Attributes:
+      vocab_size: word-piece vocabulary size.
+      hidden: model width; a multiple of num_heads.
+      num_layers: encoder layers, named `layer_0` ... .
+      num_heads: attention heads.
+      mlp_dim: FFN inner width.
+      max_len: number of learned positions; inputs may be at most this long.
+      type_vocab_size: number of token types (segments).
+      num_classes: width of the `classifier` head.
+      dropout_rate: dropout on embeddings, attention probabilities, sub-layer
+        outputs and the pooled vector (rng name "dropout", only when train=True).
+      dense: constructor of linear layers, called as `dense(features, name=...)`.
+    """
+
+    vocab_size: int = 30522
+    hidden: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    mlp_dim: int = 3072
+    max_len: int = 512
+    type_vocab_size: int = 2
+    num_classes: int = 2
+    dropout_rate: float = 0.1
+    dense: Callable[..., nn.Module] = nn.Dense
+
+    @nn.compact
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        token_type_ids: Optional[jax.Array] = None,
+        attention_mask: Optional[jax.Array] = None,
+        train: bool = False,
+    ) -> jax.Array:
+        """Classifies token sequences.
+
+        Args:
+          input_ids: [B, L] integer word-piece ids, L <= max_len.
+          token_type_ids: [B, L] integer segment ids; zeros when omitted.
+          attention_mask: [B, L], nonzero/True for real tokens, 0 for padding;
+            all ones when omitted.
+          train: enables dropout (needs the "dropout" rng).
+
+        Returns:
+          logits [B, num_classes].
+        """
+        self._check(input_ids, token_type_ids, attention_mask)
+        batch, length = input_ids.shape
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros_like(input_ids)
+        if attention_mask is None:
+            attention_mask = jnp.ones((batch, length), bool)
+        attention_mask = attention_mask.astype(bool)
+
+        x = nn.Embed(self.vocab_size, self.hidden, name="word_embeddings")(input_ids)
+        x = (
+            x
+            + nn.Embed(self.max_len, self.hidden, name="position_embeddings")(jnp.arange(length))[
+                None
+            ]
+        )
+        x = x + nn.Embed(self.type_vocab_size, self.hidden, name="token_type_embeddings")(
+            token_type_ids
+        )
+        x = nn.LayerNorm(epsilon=_LN_EPSILON, name="embeddings_ln")(x)
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        for i in range(self.num_layers):
+            x = EncoderLayer(
+                self.num_heads,
+                self.mlp_dim,
+                self.dropout_rate,
+                self.dense,
+                name=f"layer_{i}",
+            )(x, attention_mask, train)
+        pooled = jnp.tanh(self.dense(self.hidden, name="pooler")(x[:, 0]))
+        pooled = nn.Dropout(self.dropout_rate, deterministic=not train)(pooled)
+        return self.dense(self.num_classes, name="classifier")(pooled)
+
+    def _check(
+        self,
+        input_ids: jax.Array,
+        token_type_ids: Optional[jax.Array],
+        attention_mask: Optional[jax.Array],
+    ) -> None:
+        """Raises ValueError for bad shapes/dtypes; all checks are static."""
+        if self.hidden % self.num_heads:
+            raise ValueError(
+                f"hidden={self.hidden} must be a multiple of num_heads={self.num_heads}"
+            )
+        if input_ids.ndim != 2 or not jnp.issubdtype(input_ids.dtype, jnp.integer):
+            raise ValueError(
+                f"input_ids must be integer token ids shaped [batch, length], got "
+                f"shape {tuple(input_ids.shape)} dtype {input_ids.dtype}"
+            )
+        if input_ids.shape[1] > self.max_len:
+            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_len={self.max_len}")
+        for name, value in (("token_type_ids", token_type_ids), ("attention_mask", attention_mask)):
+            if value is not None and value.shape != input_ids.shape:
+                raise ValueError(
+                    f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, "
+                    f"got {tuple(value.shape)}"
+                )
