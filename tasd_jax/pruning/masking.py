@@ -184,12 +184,12 @@ def prune(inner: optax.GradientTransformation, pruner: Pruner) -> optax.Gradient
                 jnp.where(in_window, a + scores_lib.taylor_increment(pruner.score, w, g), a)
                 for a, w, g in zip(acc, weights, grads)
             )
-        importance = acc if taylor else tuple(scores_lib.magnitude(w) for w in weights)
-        masks = jax.lax.cond(
-            update >= 0,
-            lambda: pruner.compute_masks(targets, importance, jnp.maximum(update, 0)),
-            lambda: state.masks,
-        )
+        def new_masks():
+            # Magnitudes inside the branch: steps without a mask update skip them.
+            importance = acc if taylor else tuple(scores_lib.magnitude(w) for w in weights)
+            return pruner.compute_masks(targets, importance, jnp.maximum(update, 0))
+
+        masks = jax.lax.cond(update >= 0, new_masks, lambda: state.masks)
         if taylor:  # a finished window starts the next one from zero
             acc = tuple(jnp.where(update >= 0, jnp.zeros_like(a), a) for a in acc)
 
