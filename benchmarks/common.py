@@ -16,8 +16,11 @@ from typing import Any, Callable
 import jax
 
 
-def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each zero-argument function, timed round-robin."""
+def interleaved_times(
+    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Seconds of every repetition of each zero-argument function, timed
+    round-robin (one call of each per round)."""
     for fn in fns.values():
         for _ in range(warmup):
             jax.block_until_ready(fn())
@@ -27,7 +30,12 @@ def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup:
             start = time.perf_counter()
             jax.block_until_ready(fn())
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each zero-argument function, timed round-robin."""
+    return {name: statistics.median(t) for name, t in interleaved_times(fns, repeats, warmup).items()}
 
 
 def machine() -> dict:

@@ -4,11 +4,12 @@ A leaf is viewed as the GEMM weight W[K, N] (`base.as_matrix`).
 
 * tw2 (`TileWise`, spec "tw"): prune whole N-columns by L2 norm at the
   per-dimension rate s' with (1 - s')^2 = 1 - s; cut the surviving columns, in
-  order, into tiles of `g`; inside each tile prune K-row segments by L2/width
-  until the total sparsity is s. Both stages use one threshold across all
+  order, into tiles of `g`; inside each tile prune K-row segments by their
+  RMS (the paper's L2/width for full tiles, see `segment_units`) until the
+  total sparsity is s. Both stages use one threshold across all
   arrays in global mode.
 * tw1 (`TileWise1`, "tw1"): no column stage; fixed tiles of `g` consecutive
-  columns, K-row segments pruned by L2/width (g = 1 is element-wise).
+  columns, K-row segments pruned by RMS (g = 1 is element-wise).
 * TEW ("tew"): TW at s + delta, then the top `delta` of all weights by score
   are added back as an unstructured remainder.
 * TVW ("tvw"): TW with 2:4 inside each tile: TW at 1 - 2(1 - s), then 2:4 along
@@ -46,11 +47,18 @@ def tile_membership(keep_columns: jax.Array, g: int, *, compact: bool) -> jax.Ar
 
 
 def segment_units(w: jax.Array, membership: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Row-segment scores L2/width [K, T] and sizes (widths) [T] of each tile."""
+    """Row-segment scores [K, T] and sizes (widths) [T] of each tile.
+
+    The score is the segment's RMS, L2/sqrt(width). Among tiles of the full
+    width g it ranks segments exactly as the TW paper's L2/width does (the two
+    differ by a constant); unlike L2/width (which grows like 1/sqrt(width)
+    for like weights) it does not favour the narrower last tile, which would
+    otherwise keep nearly all its rows.
+    """
     member = membership.astype(jnp.float32)
     squares = jnp.square(w.astype(jnp.float32)) @ member
     width = jnp.sum(member, axis=0)
-    score = jnp.sqrt(squares) / jnp.maximum(width, 1.0)
+    score = jnp.sqrt(squares / jnp.maximum(width, 1.0))
     # Empty tiles hold no weights: never prune them (size 0 anyway).
     return jnp.where(width > 0, score, jnp.inf), width
 
