@@ -18,7 +18,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = "resnet50"
     config.model_kwargs = ml_collections.ConfigDict()
     config.input_shape = (1, 224, 224, 3)
-    config.input_dtype = "float32"
     config.seed = 0
     config.rule = r"kernel$"  # conv and dense kernels; biases and BN stay dense
     config.prune = "ew(sparsity=0.75)"

@@ -22,15 +22,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tasd_jax import models, patterns, tasd, tree_paths  # noqa: E402
+from tasd_jax import patterns, tasd, tree_paths  # noqa: E402
+from tasd_jax.cost import workloads  # noqa: E402
 
 
 def init_params(config: ml_collections.ConfigDict) -> Any:
     """Random-init parameters of `config.model` for an input `config.input_shape`."""
-    model = models.get_model(config.model, **config.get("model_kwargs", {}))
-    dtype = jnp.int32 if config.get("input_dtype", "float32") == "int32" else jnp.float32
-    sample = jnp.zeros(tuple(config.input_shape), dtype)
-    return jax.jit(model.init)(jax.random.key(config.seed), sample)["params"]
+    _, variables = workloads.init_variables(
+        config.model, tuple(config.input_shape), seed=config.seed, **config.get("model_kwargs", {})
+    )
+    return variables["params"]
 
 
 def magnitude_prune(

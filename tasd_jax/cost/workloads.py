@@ -41,10 +41,10 @@ def input_spec(model_name: str, input_shape: tuple[int, ...]) -> jax.ShapeDtypeS
     return jax.ShapeDtypeStruct(tuple(input_shape), dtype)
 
 
-def workload(
+def init_variables(
     model_name: str, input_shape: tuple[int, ...], *, seed: int | None = 0, **model_kwargs: Any
-) -> Workload:
-    """Builds `model_name`, initialises it (abstractly when `seed` is None) and lists its GEMMs.
+) -> tuple[nn.Module, Any]:
+    """Builds `model_name` and initialises it (abstractly when `seed` is None).
 
     Args:
       model_name: a `tasd_jax.models` name ("resnet50", "bert", ...).
@@ -52,6 +52,9 @@ def workload(
       seed: PRNG seed for real random-init variables; None gives shapes only
         (no memory, for GEMM shapes and MAC counts).
       **model_kwargs: fields of the model.
+
+    Returns:
+      (model, variables).
     """
     model = models.get_model(model_name, **model_kwargs)
     x = input_spec(model_name, input_shape)
@@ -60,9 +63,16 @@ def workload(
         return model.init(key, jnp.zeros(x.shape, x.dtype), train=False)
 
     if seed is None:
-        variables = jax.eval_shape(init, jax.random.key(0))
-    else:
-        variables = jax.jit(init)(jax.random.key(seed))
+        return model, jax.eval_shape(init, jax.random.key(0))
+    return model, jax.jit(init)(jax.random.key(seed))
+
+
+def workload(
+    model_name: str, input_shape: tuple[int, ...], *, seed: int | None = 0, **model_kwargs: Any
+) -> Workload:
+    """`init_variables`, then the GEMMs of one forward pass (arguments as there)."""
+    model, variables = init_variables(model_name, input_shape, seed=seed, **model_kwargs)
+    x = input_spec(model_name, input_shape)
     gemms = gemms_of(lambda v, inputs: model.apply(v, inputs, train=False), variables, x)
     shape = "x".join(str(d) for d in input_shape)
     return Workload(f"{model_name}_{shape}", model, variables, gemms)
