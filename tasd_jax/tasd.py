@@ -44,11 +44,10 @@ def decompose(
       wherever the series keeps it. Ties go to the lower index.
     """
     x = jnp.asarray(x)
-    series = patterns.as_series(series)
-    axis = patterns.base.normalize_axis(axis, x.ndim) if x.ndim else axis
     if x.ndim == 0:
         raise ValueError("decompose needs an array of rank >= 1, got a scalar")
-    return _decompose(x, series, axis)
+    series = patterns.as_series(series)
+    return _decompose(x, series, patterns.base.normalize_axis(axis, x.ndim))
 
 
 def decompose_reference(
