@@ -1,11 +1,16 @@
-"""Tests of tasd_jax.kernels: TW packing and matmul, TASD-series matmul (issue 6 §3).
+"""Tests of tasd_jax.kernels: TW packing and matmul, TASD-series matmul, module structure.
 
 Every backend is checked against a float64 numpy `a @ w` of the dense masked
 weight, which is computed independently of the packing.
 """
 
+import ast
 import dataclasses
+import graphlib
 import itertools
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -386,3 +391,104 @@ def test_series_bad_inputs_raise():
     packed = kernels.pack_series(tasd.decompose(w, "2:4", axis=0), "2:4")
     with pytest.raises(ValueError, match="K=8"):
         kernels.series_matmul(np.ones((2, 7), np.float32), packed)
+
+
+# --- Module structure ------------------------------------------------------
+
+
+KERNELS_DIR = pathlib.Path(kernels.__file__).parent
+PACKAGE = "tasd_jax.kernels"
+
+PALLAS_ONLY_WHEN_USED = """
+import sys
+
+import numpy as np
+
+from tasd_jax import kernels, tasd
+
+PALLAS = ("jax.experimental.pallas", "tasd_jax.kernels.tw_pallas", "tasd_jax.kernels.series_pallas")
+loaded = lambda: {name for name in PALLAS if name in sys.modules}
+
+w = np.zeros((8, 6), np.float32)
+w[:4, :3] = np.arange(1, 13).reshape(4, 3)
+a = np.arange(16, dtype=np.float32).reshape(2, 8)
+packed = kernels.pack_tw(w, 2)
+terms = tasd.decompose(w, "2:4", axis=0)
+series_w = sum(np.asarray(t) for t in terms)
+for backend in ("xla", "reference", "auto"):
+    np.testing.assert_allclose(kernels.tw_matmul(a, packed, backend=backend), a @ w)
+    got = kernels.series_matmul(a, terms, series="2:4", backend=backend)
+    np.testing.assert_allclose(got, a @ series_w)
+assert not loaded(), loaded()
+got = kernels.series_matmul(a, terms, series="2:4", backend="pallas", interpret=True)
+np.testing.assert_allclose(got, a @ series_w)
+assert loaded() == {"jax.experimental.pallas", "tasd_jax.kernels.series_pallas"}, loaded()
+np.testing.assert_allclose(kernels.tw_matmul(a, packed, backend="pallas", interpret=True), a @ w)
+assert loaded() == set(PALLAS), loaded()
+"""
+
+
+def test_pallas_is_imported_only_when_a_pallas_backend_runs():
+    # A fresh interpreter: this test process has long imported Pallas.
+    result = subprocess.run(
+        [sys.executable, "-c", PALLAS_ONLY_WHEN_USED],
+        capture_output=True,
+        text=True,
+        cwd=KERNELS_DIR.parents[1],
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def imported_modules(path: pathlib.Path) -> set[str]:
+    """What a file imports, anywhere in it (inside functions too), by full
+    name: `import P` gives P, `from P import x` gives P.x (a module or not)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolved against tasd_jax.kernels
+                base = ".".join(PACKAGE.split(".")[: 3 - node.level])
+                module = ".".join(filter(None, [base, node.module]))
+            else:
+                module = node.module
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def kernels_import_graph() -> dict[str, set[str]]:
+    """{module: modules of tasd_jax.kernels it imports}; "__init__" is the
+    package itself (importing a name from it runs all of it)."""
+    modules = {path.stem for path in KERNELS_DIR.glob("*.py")}
+    graph = {}
+    for module in modules:
+        targets = set()
+        for name in imported_modules(KERNELS_DIR / f"{module}.py"):
+            if name == PACKAGE:
+                targets.add("__init__")
+            elif name.startswith(PACKAGE + "."):
+                sub = name[len(PACKAGE) + 1 :].split(".")[0]
+                # `from tasd_jax.kernels import pack_tw` imports the package.
+                targets.add(sub if sub in modules else "__init__")
+        graph[module] = targets
+    return graph
+
+
+def test_kernels_import_graph_has_no_cycle():
+    graph = kernels_import_graph()
+    # The walker sees imports inside functions: matmul imports Pallas lazily.
+    assert {"tw_pallas", "series_pallas"} <= graph["matmul"]
+    assert "__init__" not in set().union(*graph.values())
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming a cycle
+    # Only the Pallas backends import Pallas, and only matmul imports them.
+    pallas = {
+        module
+        for module in graph
+        if any(
+            name.startswith("jax.experimental.pallas")
+            for name in imported_modules(KERNELS_DIR / f"{module}.py")
+        )
+    }
+    assert pallas == {"tw_pallas", "series_pallas"}
+    assert {m for m, targets in graph.items() if targets & pallas} == {"matmul"}

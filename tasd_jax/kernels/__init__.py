@@ -1,4 +1,4 @@
-"""Fast sparse matmuls: tile-wise (TW) and TASD-series products (issue 6).
+"""Fast sparse matmuls: tile-wise (TW) and TASD-series products.
 
     packed = pack_tw(w, g=128)            # outside jit: structure from w's zeros
     y = tw_matmul(a, packed)              # a @ w; backend "xla" on CPU, "pallas" on GPU
@@ -6,28 +6,36 @@
     y = series_matmul(a, s)               # a @ sum(terms)
 
 `TWDense` + `pack_tw_params` run a pruned flax model through `tw_matmul`.
+
+Modules (each imports only those listed before it; the Pallas ones are
+imported by `matmul` only when a "pallas" backend runs):
+  formats        packed TW and N:M formats, packing and unpacking
+  backends       backend names, the default per platform
+  tw_xla         TW product, XLA and reference backends
+  series_xla     TASD-series product, XLA and reference backends
+  tw_pallas      TW product, Pallas kernel
+  series_pallas  TASD-series product, Pallas kernel
+  matmul         `tw_matmul`, `series_matmul`: checks and dispatch
+  layers         `TWDense`, `pack_tw_params`
 """
 
-from tasd_jax.kernels.layers import TW_COLLECTION, TWDense, pack_tw_params
-from tasd_jax.kernels.series import (
+from tasd_jax.kernels.backends import BACKENDS
+from tasd_jax.kernels.formats import (
     PackedNM,
     PackedSeries,
-    pack_nm,
-    pack_series,
-    series_matmul,
-    unpack_nm,
-    unpack_series,
-)
-from tasd_jax.kernels.tw import (
-    BACKENDS,
     PackedTW,
     TWBucket,
     compact_columns,
+    pack_nm,
+    pack_series,
     pack_tw,
     plan_buckets,
-    tw_matmul,
+    unpack_nm,
+    unpack_series,
     unpack_tw,
 )
+from tasd_jax.kernels.layers import TW_COLLECTION, TWDense, pack_tw_params
+from tasd_jax.kernels.matmul import series_matmul, tw_matmul
 
 __all__ = [
     "BACKENDS",

@@ -1,6 +1,6 @@
 """A tile-wise-sparse Dense layer: pruned models run inference through `tw_matmul`.
 
-Tile-wise sparsity (Guo et al., SC20; DESIGN.md §2) pays off at inference,
+Tile-wise sparsity (Guo et al., SC20; docs/tile_wise.md) pays off at inference,
 once the weights are pruned. `TWDense` is a drop-in `nn.Dense` (same `kernel`
 and `bias` parameters, so it trains, prunes and checkpoints like one) for the
 models' `dense` hook, `get_model("bert", dense=TWDense)`. `pack_tw_params`
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from tasd_jax.kernels import tw
+from tasd_jax.kernels import formats, matmul
 
 TW_COLLECTION = "tw"
 
@@ -52,7 +52,7 @@ class TWDense(nn.Module):
                 raise ValueError(
                     f"packed kernel has {packed.shape[1]} outputs, layer has features={self.features}"
                 )
-            y = tw.tw_matmul(x, packed, backend=self.backend, block_m=self.block_m)
+            y = matmul.tw_matmul(x, packed, backend=self.backend, block_m=self.block_m)
         else:
             kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
             y = jnp.dot(x, kernel)
@@ -84,7 +84,7 @@ def pack_tw_params(params: Any, g: int, *, include: str = r"(^|/)kernel$", **pac
     rest, packed = {}, {}
     for path, leaf in flat.items():
         if pattern.search(path) and jnp.ndim(leaf) == 2:
-            packed[path] = tw.pack_tw(leaf, g, **pack_kwargs)
+            packed[path] = formats.pack_tw(leaf, g, **pack_kwargs)
         else:
             rest[path] = leaf
     if not packed:

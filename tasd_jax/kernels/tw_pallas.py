@@ -1,4 +1,4 @@
-"""Pallas GPU kernel of the tile-wise sparse matmul (TW paper's kernel, DESIGN.md §2).
+"""Pallas GPU kernel of the tile-wise sparse matmul (TW paper's kernel, docs/tile_wise.md).
 
 One `pallas_call` for all tiles: the grid is (M blocks, tile slots). Program
 (i, s) computes the [bm, G] product of slot s for rows i*bm.. of A:
@@ -27,10 +27,10 @@ import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 
-from tasd_jax.kernels import tw
+from tasd_jax.kernels import formats
 
 
-def _flatten_slots(packed: tw.PackedTW, block_k: int, compact: bool):
+def _flatten_slots(packed: formats.PackedTW, block_k: int, compact: bool):
     """All slots in one slot-major layout for a single launch.
 
     Each slot's rows are padded to a multiple of block_k and its columns to
@@ -87,7 +87,7 @@ def _kernel(
 @functools.partial(jax.jit, static_argnames=("block_m", "block_k", "interpret", "compact"))
 def tw_matmul_pallas(
     a: jax.Array,
-    packed: tw.PackedTW,
+    packed: formats.PackedTW,
     *,
     block_m: int = 64,
     block_k: int = 32,
@@ -101,7 +101,7 @@ def tw_matmul_pallas(
     [M, packed.compact_width] product when `compact`.
     """
     m = a.shape[0]
-    dtype = tw._out_dtype(a, packed)
+    dtype = formats.result_dtype(a, packed)
     width = packed.compact_width if compact else packed.shape[1]
     if packed.num_slots == 0:
         return jnp.zeros((m, width), dtype)

@@ -1,27 +1,26 @@
-"""Tile-wise (TW) sparse matmul: packing and the XLA / reference backends.
+"""Packed sparse weight formats: tile-wise (TW) and N:M; data and packing only.
 
-Implements the kernel side of tile-wise sparsity (Guo et al., SC20; DESIGN.md
-§2): the weight W[K, N] keeps some N-columns; the kept columns, in order, are
-cut into tiles of `g`; each tile keeps its own set of K-rows. `a @ W` is then
-one small dense GEMM per tile, `a[:, rows_t] @ W[rows_t, cols_t]`, whose
-results land in the tile's output columns.
+Tile-wise (`PackedTW`). Tile-wise sparsity (Guo et al., SC20;
+docs/tile_wise.md): the weight W[K, N] keeps some N-columns; the kept
+columns, in order, are cut into tiles of `g`; each tile keeps its own set of
+K-rows. `a @ W` is then one small dense GEMM per tile,
+`a[:, rows_t] @ W[rows_t, cols_t]`, whose results land in the tile's output
+columns. Tiles are grouped into a few *buckets*; inside a bucket every tile is
+padded to the same number of kept rows (padding rows point at row 0 and hold
+zero weights), so a bucket is one batched GEMM with static shapes. The bucket
+plan minimises the padded work (docs/measurements.md: one batched GEMM per
+bucket runs at dense BLAS speed, per-tile GEMMs do not).
 
-Packed layout (`PackedTW`). Tiles are grouped into a few *buckets*; inside a
-bucket every tile is padded to the same number of kept rows (padding rows
-point at row 0 and hold zero weights), so a bucket is one batched GEMM with
-static shapes. The bucket plan minimises the padded work (DESIGN.md §3: one
-batched GEMM per bucket runs at dense BLAS speed, per-tile GEMMs do not).
+N:M (`PackedNM`, `PackedSeries`). TASD (Jeong et al., arXiv 2403.07953, §3;
+docs/tasd.md) runs a weight series term by term on N:M hardware, since
+(W1 + W2) applied to a equals a W1 + a W2. A term Wi of W[K, N] is Ni:Mi along
+K (as `tasd.decompose(w, series, axis=0)` returns it); its packed form keeps,
+for every group of Mi consecutive K-rows and every column, Ni values and their
+positions inside the group (the values + metadata format of NVIDIA's 2:4
+sparse tensor cores).
 
-XLA backend (the CPU default). Measured on the 2-core CPU (benchmarks/
-tw_matmul.py --alternatives, DESIGN.md §3): gathering A's kept columns for all
-tiles at once and scattering the compact product back cost as much as the
-sparse GEMMs themselves, because the gathered copies of A (T x M x R) and the
-output do not fit in cache; done chunk by chunk they do. So the product runs
-over chunks of `block_m` rows of A; per chunk, each bucket gathers the chunk's
-kept columns for its tiles, runs one batch-first GEMM `[T, bm, R] x [T, R, G]`
-(the layout XLA runs at BLAS speed; batch-in-the-middle einsums and K-major
-`[T, G, R] x [T, R, bm]` products ran slower), and the compact result is
-scattered into the chunk's output columns while it is still in cache.
+The products with these formats are `matmul.tw_matmul` and
+`matmul.series_matmul`.
 """
 
 import dataclasses
@@ -31,9 +30,10 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-BACKENDS = ("auto", "xla", "pallas", "reference")
+from tasd_jax import patterns
+
+# --- Tile-wise -------------------------------------------------------------
 
 
 @functools.partial(
@@ -259,149 +259,133 @@ def unpack_tw(packed: PackedTW) -> jax.Array:
     return w
 
 
-def _check_operand(a: jax.Array, packed: PackedTW) -> None:
-    k, _ = packed.shape
-    if a.ndim < 1 or a.shape[-1] != k:
-        raise ValueError(
-            f"a has shape {a.shape}; its last axis must be K={k} (W is {packed.shape})"
-        )
-
-
-def _out_dtype(a: jax.Array, packed: PackedTW):
-    return jnp.result_type(a.dtype, packed.dtype)
-
-
-def tw_matmul_reference(a: jax.Array, packed: PackedTW, *, compact: bool = False):
-    """Pure-JAX per-tile product: take A's kept columns, one einsum per bucket,
-    scatter into the output columns. Differentiable; the test oracle."""
-    _, n = packed.shape
-    m = a.shape[0]
-    dtype = _out_dtype(a, packed)
-    parts = []
-    for b in packed.buckets:
-        gathered = jnp.take(a, b.rows, axis=1)  # [M, T, R]
-        parts.append(
-            jnp.einsum(
-                "mtr,trg->mtg", gathered, b.weights, preferred_element_type=jnp.float32
-            ).reshape(m, -1)
-        )
-    compact_out = jnp.concatenate(parts, axis=1) if parts else jnp.zeros((m, 0), jnp.float32)
-    if compact:
-        return compact_out.astype(dtype)
-    out = (
-        jnp.zeros((m, n), jnp.float32).at[:, compact_columns(packed)].set(compact_out, mode="drop")
-    )
-    return out.astype(dtype)
-
-
-# Working set per chunk of A's rows (gathered columns, compact and full output
-# rows) that stays in this CPU's L2 + share of L3; small enough chunks make the
-# gather and scatter run from cache, large enough ones keep the GEMMs at BLAS
-# speed (benchmarks/tw_matmul.py --alternatives).
-CHUNK_BYTES = 8 << 20
-MIN_BLOCK_M = 128
-
-
-def auto_block_m(packed: PackedTW, m: int) -> int:
-    """Rows of A per chunk: the power of two nearest CHUNK_BYTES / bytes per row,
-    at least MIN_BLOCK_M, at most m (static: uses shapes only)."""
-    _, n = packed.shape
-    per_row = sum(b.rows.size for b in packed.buckets) + packed.compact_width + n
-    rows = CHUNK_BYTES / (4 * max(per_row, 1))
-    return int(min(max(2 ** round(np.log2(max(rows, 1))), MIN_BLOCK_M), m))
-
-
-def tw_matmul_xla(
-    a: jax.Array, packed: PackedTW, *, block_m: int | None = None, compact: bool = False
-):
-    """Chunked gather + batched GEMM + in-cache scatter (see module doc);
-    block_m=None picks `auto_block_m`."""
-    k, n = packed.shape
-    m = a.shape[0]
-    dtype = _out_dtype(a, packed)
-    if packed.num_slots == 0:
-        return jnp.zeros((m, 0 if compact else n), dtype)
-    bm = min(block_m or auto_block_m(packed, m), m)
-    chunks = jnp.pad(a, ((0, -m % bm), (0, 0))).reshape(-1, bm, k)
-    acc = jnp.promote_types(dtype, jnp.float32)
-
-    def chunk(x):  # [bm, K] -> [bm, N]
-        parts = []
-        for b in packed.buckets:
-            t, r, _ = b.weights.shape
-            gathered = jnp.take(x, b.rows.reshape(-1), axis=1).reshape(bm, t, r).transpose(1, 0, 2)
-            # Batch-first [T, bm, R] x [T, R, G]: the layout XLA runs at BLAS speed.
-            # XLA:CPU has no bf16 x bf16 -> f32 batched dot: accumulate by upcasting.
-            product = jnp.matmul(gathered.astype(acc), b.weights.astype(acc))
-            parts.append(product.transpose(1, 0, 2).reshape(bm, -1))
-        c = jnp.concatenate(parts + [jnp.zeros((bm, 1), acc)], axis=1)
-        # Pruned columns read the zero column at the end.
-        return (c[:, :-1] if compact else c[:, packed.inverse]).astype(dtype)
-
-    out = lax.map(chunk, chunks)
-    return out.reshape(-1, out.shape[-1])[:m]
-
-
-def default_backend() -> str:
-    """ "pallas" on GPU, "xla" elsewhere."""
-    return "pallas" if jax.default_backend() == "gpu" else "xla"
-
-
-def check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
-    return default_backend() if backend == "auto" else backend
-
-
-def tw_matmul(
-    a: jax.Array,
-    packed: PackedTW,
-    *,
-    backend: str = "auto",
-    interpret: bool = False,
-    compact: bool = False,
-    block_m: int | None = None,
-):
-    """`a @ W` for a packed tile-wise-sparse W (jit-able; `packed` is a pytree).
-
-    Args:
-      a: [..., K] activations (leading axes fold into M).
-      packed: `pack_tw(W, g)` of W[K, N].
-      backend: "xla" (CPU default), "pallas" (GPU default; `interpret=True`
-        runs it anywhere), "reference", or "auto".
-      interpret: run the Pallas kernel in interpret mode.
-      compact: return only the compact product [..., packed.compact_width]
-        (the kept columns in packing order, `compact_columns(packed)` names
-        their N-indices; N marks padding columns, which hold zeros).
-      block_m: rows of A per chunk (xla, default `auto_block_m`) or per
-        program (pallas, default 64).
-
-    Returns:
-      [..., N] (zeros in pruned columns), or the compact product; dtype
-      of `a` and W promoted; products accumulate in float32.
-    """
-    backend = check_backend(backend)
-    if block_m is not None and (not isinstance(block_m, int) or block_m < 1):
-        raise ValueError(f"block_m={block_m!r} must be an integer >= 1")
-    sizes = {} if block_m is None else {"block_m": block_m}
-    a = jnp.asarray(a)
-    _check_operand(a, packed)
-    lead = a.shape[:-1]
-    a2 = a.reshape(-1, a.shape[-1])
-    if backend == "reference":
-        out = tw_matmul_reference(a2, packed, compact=compact)
-    elif backend == "xla":
-        out = tw_matmul_xla(a2, packed, compact=compact, **sizes)
-    else:
-        from tasd_jax.kernels import tw_pallas  # Pallas is imported only when used.
-
-        out = tw_pallas.tw_matmul_pallas(a2, packed, interpret=interpret, compact=compact, **sizes)
-    return out.reshape(*lead, out.shape[-1])
-
-
 def compact_columns(packed: PackedTW) -> jax.Array:
     """[compact_width] int32 N-index of each column of the compact product
     (N for the padding columns of a narrow last tile)."""
     if not packed.buckets:
         return jnp.zeros((0,), jnp.int32)
     return jnp.concatenate([b.cols.reshape(-1) for b in packed.buckets])
+
+
+def result_dtype(a: jax.Array, packed: PackedTW):
+    """dtype of `a @ W` for a packed W: the two dtypes promoted."""
+    return jnp.result_type(a.dtype, packed.dtype)
+
+
+# --- N:M and TASD series ---------------------------------------------------
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["values", "positions"],
+    meta_fields=["shape", "n", "m"],
+)
+@dataclasses.dataclass(frozen=True)
+class PackedNM:
+    """An N:M-sparse W[K, N] (groups along K) as values plus positions.
+
+    Attributes:
+      values: [n, ceil(K / m), N] the kept values of each group (0 where a
+        group keeps fewer than n non-zeros).
+      positions: [n, ceil(K / m), N] int8 (int32 if m > 127) index of each value
+        inside its group, distinct within a group.
+      shape: (K, N) of W (static).
+      n, m: the N:M pattern (static).
+    """
+
+    values: jax.Array
+    positions: jax.Array
+    shape: tuple[int, int]
+    n: int
+    m: int
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["terms"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class PackedSeries:
+    """The packed terms of a TASD weight series, all of the same shape [K, N]."""
+
+    terms: tuple[PackedNM, ...]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.terms[0].shape
+
+
+def group_rows(x: jax.Array, m: int) -> jax.Array:
+    """[K, N] -> [ceil(K / m), m, N], zero-padded along K."""
+    k = x.shape[0]
+    return jnp.pad(x, ((0, -k % m), (0, 0))).reshape(-1, m, x.shape[1])
+
+
+def pack_nm(term: jax.Array, nm: "str | patterns.NM") -> PackedNM:
+    """Packs an N:M-sparse term W[K, N] (groups along K, axis 0).
+
+    Jit-able. Outside jit the term is checked: a group holding more than N
+    non-zeros raises ValueError (under jit such a term would lose values).
+
+    Args:
+      term: [K, N] array, at most n non-zeros in every m consecutive K-rows.
+      nm: "2:4" or a `patterns.NM`.
+    """
+    nm = patterns.parse(nm)
+    if not isinstance(nm, patterns.NM):
+        raise ValueError(f"pattern {nm.spec()!r} is not a single N:M pattern")
+    term = jnp.asarray(term)
+    if term.ndim != 2:
+        raise ValueError(f"term must be a [K, N] matrix, got shape {term.shape}")
+    nonzero = term != 0
+    if not isinstance(term, jax.core.Tracer) and not bool(nm.conforms(nonzero, axis=0)):
+        most = int(jnp.max(patterns.nm.group_counts(nonzero, nm.m, axis=0)))
+        raise ValueError(
+            f"term has {most} non-zeros in a group of {nm.m} along K: more than {nm.spec()} allows"
+        )
+    grouped = group_rows(term, nm.m)
+    # Non-zeros first, then lower positions: the kept slots are distinct.
+    ranks = patterns.group_ranks(group_rows(nonzero, nm.m).astype(jnp.float32), nm.m, axis=1)
+    slots = ranks[None] == jnp.arange(nm.n)[:, None, None, None]  # [n, G, m, N]
+    index_dtype = jnp.int8 if nm.m <= 127 else jnp.int32
+    positions = jnp.argmax(slots, axis=2).astype(index_dtype)
+    values = jnp.sum(jnp.where(slots, grouped[None], 0), axis=2).astype(term.dtype)
+    return PackedNM(values, positions, tuple(term.shape), nm.n, nm.m)
+
+
+def pack_series(terms: Sequence[jax.Array], series: "str | patterns.Pattern") -> PackedSeries:
+    """Packs the terms of a TASD series (`tasd.decompose(w, series, axis=0)`).
+
+    Args:
+      terms: one [K, N] array per term of `series`.
+      series: "2:4+1:8", an N:M spec, or a `patterns.Series`.
+    """
+    series = patterns.as_series(series)
+    if len(terms) != len(series.terms):
+        raise ValueError(
+            f"{len(terms)} terms given for series {series.spec()!r} of {len(series.terms)} terms"
+        )
+    shapes = {tuple(jnp.shape(t)) for t in terms}
+    if len(shapes) != 1:
+        raise ValueError(f"terms of a series must share one shape, got {sorted(shapes)}")
+    packed = []
+    for i, (term, nm) in enumerate(zip(terms, series.terms)):
+        try:
+            packed.append(pack_nm(term, nm))
+        except ValueError as e:
+            raise ValueError(f"term {i} of series {series.spec()!r}: {e}") from e
+    return PackedSeries(tuple(packed))
+
+
+def _expand(values: jax.Array, positions: jax.Array, m: int) -> jax.Array:
+    """[n, G, N] values + positions -> [G, m, N] dense groups."""
+    slots = positions[..., None, :].astype(jnp.int32) == jnp.arange(m)[:, None]  # [n, G, m, N]
+    return jnp.sum(jnp.where(slots, values[:, :, None, :], 0), axis=0)
+
+
+def unpack_nm(packed: PackedNM) -> jax.Array:
+    """The dense [K, N] term of a `PackedNM` (jit-able, exact)."""
+    k, n = packed.shape
+    return _expand(packed.values, packed.positions, packed.m).reshape(-1, n)[:k]
+
+
+def unpack_series(packed: PackedSeries) -> jax.Array:
+    """Sum of the packed terms as a dense [K, N] array."""
+    return functools.reduce(jnp.add, (unpack_nm(t) for t in packed.terms))
