@@ -1,11 +1,17 @@
 """TASD: approximate a tensor by a series of N:M structured-sparse terms.
 
 Jeong et al., "Enabling Unstructured Sparse Acceleration on Structured Sparse
-Accelerators" (arXiv 2403.07953), §3; DESIGN.md §2. Term 1 keeps, in every
+Accelerators" (arXiv 2403.07953), §3; see docs/tasd.md. Term 1 keeps, in every
 group of M1 consecutive elements along the contraction axis, the N1 largest
 magnitudes; the residual goes to term 2 with N2:M2; and so on. Since
 (A1 + A2) B = A1 B + A2 B, every term runs on N:M hardware, at a compute cost
 of sum(Ni / Mi) of dense.
+
+Axes (docs/conventions.md): by default groups run along the contraction axis
+of a flax kernel (`tree_paths.default_axis`: -2, or -1 for rank 1); on a
+kernel of rank >= 3 (a convolution [kh, kw, cin, cout]) they run along the K =
+kh*kw*cin of its GEMM view (`patterns.base.group_view`). Pass axis=-1 for
+activations [..., features].
 """
 
 import dataclasses
@@ -26,16 +32,19 @@ def _decompose(x: jax.Array, series: patterns.Series, axis: int) -> tuple[jax.Ar
 
 
 def decompose(
-    x: jax.Array, series: "str | patterns.Pattern", axis: int = -1
+    x: jax.Array, series: "str | patterns.Pattern", axis: int | None = None
 ) -> tuple[jax.Array, ...]:
     """Splits `x` into the terms of a TASD series, greedily on the residual.
 
     Args:
-      x: array of any rank (float32, bfloat16, float16, ...).
+      x: array of any rank >= 1 (float32, bfloat16, float16, ...).
       series: "2:4", "2:4+1:8", "dense" (one 1:1 term), or a pattern value.
-      axis: the axis along which groups of M consecutive elements are formed
-        (the contraction axis: -2 for a flax kernel [in, out], -1 for
-        activations [..., features]). A length that is not a multiple of M is
+      axis: the axis along which groups of M consecutive elements are formed.
+        None (default): the contraction axis of a flax kernel, -2 for rank >= 2
+        ([..., in, out]) and -1 for rank 1. On the contraction axis (ndim - 2)
+        of a kernel of rank >= 3, e.g. a convolution [kh, kw, cin, cout], the
+        groups run along K = kh*kw*cin of its GEMM view [K, cout]. Pass -1 for
+        activations [..., features]. A length that is not a multiple of M is
         zero-padded internally; terms come back in `x`'s shape.
 
     Returns:
@@ -47,15 +56,24 @@ def decompose(
     if x.ndim == 0:
         raise ValueError("decompose needs an array of rank >= 1, got a scalar")
     series = patterns.as_series(series)
-    return _decompose(x, series, patterns.base.normalize_axis(axis, x.ndim))
+    return _decompose(x, series, _resolve_axis(axis, x.ndim))
+
+
+def _resolve_axis(axis: int | None, ndim: int) -> int:
+    """The grouping axis, normalised: None means the kernel's contraction axis."""
+    axis = tree_paths.default_axis(ndim) if axis is None else axis
+    return patterns.base.normalize_axis(axis, ndim)
 
 
 def decompose_reference(
-    x: np.ndarray, series: "str | patterns.Pattern", axis: int = -1
+    x: np.ndarray, series: "str | patterns.Pattern", axis: int | None = None
 ) -> tuple[np.ndarray, ...]:
     """Straightforward numpy `decompose` (argsort within each group): the
-    independent reference for tests and the baseline of the benchmark."""
-    moved = np.moveaxis(np.asarray(x), axis, -1)
+    independent reference for tests and the baseline of the benchmark. Same
+    arguments, axis default and grouping as `decompose`."""
+    x = np.asarray(x)
+    view, view_axis = patterns.base.group_view(x, _resolve_axis(axis, x.ndim))
+    moved = np.moveaxis(view, view_axis, -1)
     residual, terms = moved.copy(), []
     for term in patterns.as_series(series).terms:
         pad = -residual.shape[-1] % term.m
@@ -67,7 +85,7 @@ def decompose_reference(
         keep = keep.reshape(padded.shape)[..., : residual.shape[-1]]
         terms.append(np.where(keep, residual, 0).astype(moved.dtype))
         residual = np.where(keep, 0, residual).astype(moved.dtype)
-    return tuple(np.moveaxis(t, -1, axis) for t in terms)
+    return tuple(np.moveaxis(t, -1, view_axis).reshape(x.shape) for t in terms)
 
 
 def reconstruct(terms: Sequence[jax.Array]) -> jax.Array:
@@ -139,7 +157,9 @@ def decompose_tree(
       params: any pytree of arrays (e.g. flax `variables["params"]`).
       rules: (path_regex, series[, axis]) in order; the first regex that
         `re.search`es a leaf's '/'-joined path picks its series. The axis
-        defaults to -2 for rank >= 2 (flax kernels [..., in, out]) else -1.
+        defaults to -2 for rank >= 2 (flax kernels [..., in, out]) else -1,
+        and is grouped as in `decompose` (a convolution kernel along the K of
+        its GEMM view).
       require_all: raise ValueError if a rule matches no leaf.
 
     Returns:
@@ -171,23 +191,27 @@ def decompose_tree(
 def _decompose_batched(
     leaves: dict[str, jax.Array], series: dict[str, patterns.Series], axes: dict[str, int]
 ) -> dict[str, tuple[jax.Array, ...]]:
-    """`decompose` of many leaves, one call per (series, axis length, dtype):
-    each leaf becomes rows [-1, length] with its axis last, the rows of a
-    group are decomposed together, then split and put back in shape. A model
-    with dozens of leaf shapes compiles a handful of decompositions."""
-    groups: dict[tuple, list[str]] = {}
+    """`decompose` of many leaves, one call per (series, group-axis length,
+    dtype): each leaf's group view (`patterns.base.group_view`) becomes rows
+    [-1, length] with its grouping axis last, the rows of a group are
+    decomposed together, then split and put back in shape. A model with dozens
+    of leaf shapes compiles a handful of decompositions."""
+    rows, view_axes, groups = {}, {}, {}
     for path, leaf in leaves.items():
-        axis = patterns.base.normalize_axis(axes[path], leaf.ndim)
-        groups.setdefault((series[path], leaf.shape[axis], jnp.dtype(leaf.dtype)), []).append(path)
+        view, view_axes[path] = patterns.base.group_view(jnp.asarray(leaf), axes[path])
+        rows[path] = jnp.moveaxis(view, view_axes[path], -1)
+        key = (series[path], rows[path].shape[-1], jnp.dtype(leaf.dtype))
+        groups.setdefault(key, []).append(path)
     out = {}
     for (spec, _, _), paths in groups.items():
-        rows = [jnp.moveaxis(jnp.asarray(leaves[p]), axes[p], -1) for p in paths]
-        stacked = jnp.concatenate([r.reshape(-1, r.shape[-1]) for r in rows])
-        bounds = np.cumsum([0] + [r.size // r.shape[-1] for r in rows])
+        stacked = jnp.concatenate([rows[p].reshape(-1, rows[p].shape[-1]) for p in paths])
+        bounds = np.cumsum([0] + [rows[p].size // rows[p].shape[-1] for p in paths])
         group_terms = decompose(stacked, spec, -1)
-        for path, moved, lo, hi in zip(paths, rows, bounds[:-1], bounds[1:]):
+        for path, lo, hi in zip(paths, bounds[:-1], bounds[1:]):
             out[path] = tuple(
-                jnp.moveaxis(t[lo:hi].reshape(moved.shape), -1, axes[path]) for t in group_terms
+                jnp.moveaxis(t[lo:hi].reshape(rows[path].shape), -1, view_axes[path])
+                .reshape(jnp.shape(leaves[path]))
+                for t in group_terms
             )
     return out
 

@@ -86,5 +86,10 @@ def match_rules(
 
 
 def default_axis(ndim: int) -> int:
-    """Contraction axis of a flax kernel: -2 for rank >= 2 ([..., in, out]), else -1."""
+    """Contraction axis of a flax kernel: -2 for rank >= 2 ([..., in, out]), else -1.
+
+    The one default of `tasd.decompose`, the patterns and pruning. On a kernel
+    of rank >= 3 (a convolution [kh, kw, cin, cout]) it stands for the whole
+    K = kh*kw*cin of the GEMM view (docs/conventions.md).
+    """
     return -2 if ndim >= 2 else -1

@@ -1,9 +1,12 @@
-"""Shared test settings: CPU only, deterministic hypothesis profile for CI."""
+"""Shared test settings: CPU only, deterministic hypothesis profile for CI, and
+the jit / no-jit parametrisation."""
 
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import jax  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
@@ -15,3 +18,14 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(params=[False, True], ids=["nojit", "jit"])
+def jit(request):
+    """Runs a test twice: `jit(fn, **jit_kwargs)` is `jax.jit(fn, **jit_kwargs)`
+    in the "jit" case and `fn` itself in the "nojit" case."""
+
+    def maybe_jit(fn, **jit_kwargs):
+        return jax.jit(fn, **jit_kwargs) if request.param else fn
+
+    return maybe_jit

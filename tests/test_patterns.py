@@ -1,19 +1,17 @@
-"""Sparsity patterns: parsing, masks (jit and no-jit), structure, global mode."""
+"""Sparsity patterns: parsing, masks (jit and no-jit), structure, global mode,
+and properties of every registered pattern (hypothesis)."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tasd_jax import patterns
-
-JIT = pytest.mark.parametrize("jit", [False, True], ids=["nojit", "jit"])
-
-
-def _maybe_jit(fn, jit):
-    return jax.jit(fn) if jit else fn
 
 
 @pytest.mark.parametrize(
@@ -57,33 +55,31 @@ def test_non_string_spec_raises():
         patterns.parse(24)
 
 
-@JIT
 def test_nm_mask_hand_example(jit):
     x = jnp.array([3.0, 1, 4, 1, 5, 9, 2, 6])
-    mask = _maybe_jit(lambda s: patterns.NM(2, 4).mask(s, axis=0), jit)(x)
+    mask = jit(lambda s: patterns.NM(2, 4).mask(s, axis=0))(x)
     np.testing.assert_array_equal(mask, [1, 0, 1, 0, 0, 1, 0, 1])
-    ties = _maybe_jit(lambda s: patterns.NM(2, 4).mask(s, axis=0), jit)(jnp.ones(4))
+    ties = jit(lambda s: patterns.NM(2, 4).mask(s, axis=0))(jnp.ones(4))
     np.testing.assert_array_equal(ties, [1, 1, 0, 0])  # ties go to the lower index
 
 
-@JIT
 def test_nm_mask_pads_last_group(jit):
     x = jnp.array([[1.0, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]])
-    mask = _maybe_jit(lambda s: patterns.NM(3, 4).mask(s, axis=-1), jit)(x)
+    mask = jit(lambda s: patterns.NM(3, 4).mask(s, axis=-1))(x)
     # Last group has 2 real elements: both kept, none invented.
     np.testing.assert_array_equal(mask, [[0, 1, 1, 1, 1, 1], [1, 1, 1, 0, 1, 1]])
 
 
-@JIT
 @pytest.mark.parametrize("n, m", [(1, 4), (2, 4), (2, 8), (5, 32), (4, 4)])
-def test_nm_mask_counts_along_axis(jit, n, m):
-    x = jax.random.normal(jax.random.key(n * m), (3, 2 * m + 1, 5))
-    mask = _maybe_jit(lambda s: patterns.NM(n, m).mask(jnp.abs(s), axis=1), jit)(x)
+def test_nm_mask_counts_along_a_leading_axis(jit, n, m):
+    # Axis 0 of a rank-3 array is not a kernel's contraction axis: grouped as is.
+    x = jax.random.normal(jax.random.key(n * m), (2 * m + 1, 3, 5))
+    mask = jit(lambda s: patterns.NM(n, m).mask(jnp.abs(s), axis=0))(x)
     counts = np.asarray(mask).astype(int)
-    full = counts[:, : 2 * m].reshape(3, 2, m, 5).sum(2)
+    full = counts[: 2 * m].reshape(2, m, 3, 5).sum(1)
     assert (full == n).all()
-    assert (counts[:, 2 * m :] == 1).all()  # a last group of one real element keeps it
-    assert bool(patterns.NM(n, m).conforms(mask, axis=1))
+    assert (counts[2 * m :] == 1).all()  # a last group of one real element keeps it
+    assert bool(patterns.NM(n, m).conforms(mask, axis=0))
 
 
 def test_nm_conforms_rejects_overfull_group():
@@ -94,28 +90,6 @@ def test_nm_conforms_rejects_overfull_group():
 
 def _random_weights(shape=(96, 80), seed=0):
     return jnp.abs(jax.random.normal(jax.random.key(seed), shape))
-
-
-THRESHOLD_SPECS = [
-    "tw(sparsity=0.75,g=16)", "tw(sparsity=0.5,g=32)", "tw1(sparsity=0.75,g=16)",
-    "tew(sparsity=0.75,g=16,delta=0.05)", "tvw(sparsity=0.75,g=16)", "vw(sparsity=0.75,v=16)",
-    "bw(sparsity=0.75,block=16x16)", "bw(sparsity=0.6,block=7x9)", "ew(sparsity=0.9)",
-    "channel(sparsity=0.5)",
-]
-
-
-@JIT
-@pytest.mark.parametrize("spec", THRESHOLD_SPECS)
-def test_threshold_patterns_reach_target_and_conform(jit, spec):
-    pattern = patterns.parse(spec)
-    w = _random_weights()
-    mask = _maybe_jit(lambda s: pattern.mask(s), jit)(w)
-    assert mask.shape == w.shape and mask.dtype == bool
-    sparsity = 1 - float(mask.mean())
-    # Off by at most one unit (a tile row-segment, a block, a column) or, for
-    # TVW, one 2:4 group rounding per tile column.
-    assert abs(sparsity - pattern.sparsity) < 0.03, sparsity
-    assert bool(pattern.conforms(mask))
 
 
 @pytest.mark.parametrize("spec", ["tw(sparsity=0.75,g=16)", "tw1(sparsity=0.75,g=16)",
@@ -215,3 +189,184 @@ def test_gemm_patterns_need_a_contraction_axis():
 def test_register_rejects_a_taken_name():
     with pytest.raises(ValueError, match="already registered"):
         patterns.register("tw")(dataclasses.dataclass(frozen=True)(type("X", (patterns.Pattern,), {})))
+
+
+def test_series_conformance_is_exact_on_small_masks():
+    # Brute force over every split of the kept elements among the terms.
+    rng = np.random.default_rng(0)
+    for spec in ["1:8+1:4", "1:3+1:4", "2:5+1:3", "1:2+1:3+1:4"]:
+        series = patterns.parse(spec)
+        fits = jax.jit(lambda x: series.conforms(x, axis=0))
+        for _ in range(40):
+            mask = rng.random(12) < rng.uniform(0.2, 0.8)
+            assert bool(fits(jnp.asarray(mask))) == _splits_exist(mask, series.terms), (spec, mask)
+
+
+def _splits_exist(mask, terms):
+    kept = np.flatnonzero(mask)
+    for choice in np.ndindex(*(len(terms),) * len(kept)):
+        choice = np.array(choice, int)
+        if all(np.bincount(kept[choice == i] // t.m, minlength=1).max() <= t.n
+               for i, t in enumerate(terms)):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("spec", ["tw(sparsity=0.75,g=128)", "tew(sparsity=0.72,g=128,delta=0.03)",
+                                  "tvw(sparsity=0.75,g=128)"])
+def test_tw_global_threshold_is_neutral_to_k(spec):
+    # Column scores must not depend on K: with one threshold across BERT's
+    # three layer shapes of i.i.d. weights, each layer lands near the target.
+    shapes = [(768, 768), (768, 3072), (3072, 768)]
+    scores = [_random_weights(shape, seed) for seed, shape in enumerate(shapes)]
+    masks = patterns.global_masks(spec, scores)
+    sparsities = [1 - float(m.mean()) for m in masks]
+    assert all(0.65 <= s <= 0.85 for s in sparsities), sparsities
+
+
+# --- properties of every registered pattern ---------------------------------
+
+# Shapes of scores: a GEMM weight and a conv kernel [kh, kw, cin, cout], both
+# with a ragged last group (K = 37, 45). Few, since each compiles anew.
+SHAPES = [(37, 24), (3, 3, 5, 16)]
+_SPARSITY = st.floats(0.0, 0.95)
+# Parameters from a few values each, so that examples share compilations.
+_NM = st.sampled_from([(1, 1), (2, 4), (3, 4), (1, 8), (2, 3), (5, 16)]).map(
+    lambda nm: patterns.NM(*nm)
+)
+_SERIES = st.sampled_from(["2:4+1:8", "1:8+1:4", "1:3+1:4", "1:2+2:4+1:3"]).map(
+    patterns.parse
+)
+
+# Per registered name: a strategy for a valid pattern value.
+PATTERN_STRATEGIES = {
+    "dense": st.just(patterns.Dense()),
+    "nm": _NM,
+    "series": _SERIES,
+    "vw": st.builds(patterns.VectorWise, _SPARSITY, st.sampled_from([1, 4, 16])),
+    "ew": st.builds(patterns.ElementWise, _SPARSITY),
+    "channel": st.builds(patterns.Channel, _SPARSITY),
+    "bw": st.builds(patterns.BlockWise, _SPARSITY, st.sampled_from([(4, 4), (7, 9)])),
+    "tw": st.builds(patterns.TileWise, _SPARSITY, st.sampled_from([4, 16])),
+    "tw1": st.builds(patterns.TileWise1, _SPARSITY, st.sampled_from([1, 16])),
+    "tew": st.builds(patterns.TileElementWise, st.floats(0.0, 0.9), st.sampled_from([4, 16]),
+                     st.sampled_from([0.0, 0.05])),
+    "tvw": st.builds(patterns.TileVectorWise, st.floats(0.5, 0.95), st.sampled_from([4, 16])),
+}
+LIBRARY_PATTERNS = sorted(
+    name for name, cls in patterns.registered().items() if cls.__module__.startswith("tasd_jax.")
+)
+
+
+def _unit(pattern, shapes) -> float:
+    """Most weights a threshold pattern may miss its target by: one of its
+    units, the largest over the arrays."""
+    views = [(int(np.prod(s[:-1])), s[-1]) for s in shapes]  # GEMM views [K, N]
+    if pattern.name == "ew":
+        return 1
+    if pattern.name == "channel":
+        return max(k for k, _ in views)
+    if pattern.name == "bw":
+        return pattern.block[0] * pattern.block[1]
+    segment = max(min(pattern.g, n) for _, n in views)  # a tile's K-row segment
+    if pattern.name == "tvw":
+        # Half a segment of its TW stage, then 2:4 rounds up by <= 1 per column.
+        return segment / 2 + sum(n for _, n in views)
+    return segment
+
+
+def _groups(mask, m):
+    """[G, N]: sums over groups of m consecutive rows of a [K, N] array (padded)."""
+    mask = np.asarray(mask, int)
+    padded = np.pad(mask, ((0, -mask.shape[0] % m), (0, 0)))
+    return padded.reshape(-1, m, mask.shape[1]).sum(1)
+
+
+def _check_counts(pattern, scores, mask, axis):
+    """N:M-like patterns: exact counts in every group of the grouping axis, on
+    the GEMM view for a kernel's contraction axis."""
+    matrix = lambda a: np.asarray(a).reshape(-1, scores.shape[-1])  # noqa: E731
+    view = matrix if axis == -2 else (lambda a: matrix(a).T)
+    available = np.ones(view(scores).shape, bool)
+    if isinstance(pattern, patterns.Dense):
+        assert np.asarray(mask).all()
+    elif isinstance(pattern, patterns.VectorWise):
+        keep = np.round((np.float32(1) - np.float32(pattern.sparsity)) * np.float32(pattern.v))
+        expected = np.minimum(keep, _groups(available, pattern.v))
+        np.testing.assert_array_equal(_groups(view(mask), pattern.v), expected)
+    else:
+        terms = patterns.as_series(pattern)
+        term_masks = terms.term_masks(jnp.asarray(scores), axis)
+        np.testing.assert_array_equal(np.any(term_masks, axis=0), mask)
+        for term, term_mask in zip(terms.terms, term_masks):
+            # Each term keeps N of what earlier terms left in its group, or all of it.
+            expected = np.minimum(term.n, _groups(available, term.m))
+            np.testing.assert_array_equal(_groups(view(term_mask), term.m), expected)
+            available &= ~view(term_mask)
+
+
+def _scores(shape, seed, ties):
+    scores = np.abs(np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
+    return np.round(scores, 1) if ties else scores  # ties: many equal scores
+
+
+@functools.partial(jax.jit, static_argnames=("pattern", "axis"))
+def _jit_mask(scores, sparsity, *, pattern, axis):
+    return pattern.mask(scores, axis, **({} if sparsity is None else {"sparsity": sparsity}))
+
+
+def _mask_jitted(pattern, scores, axis):
+    """The mask under jit; a threshold pattern's sparsity is traced, so one
+    compilation serves every sparsity (and traced equals concrete)."""
+    if isinstance(pattern, patterns.ThresholdPattern):
+        canonical = dataclasses.replace(pattern, sparsity=type(pattern)().sparsity)
+        return _jit_mask(scores, jnp.float32(pattern.sparsity), pattern=canonical, axis=axis)
+    return _jit_mask(scores, None, pattern=pattern, axis=axis)
+
+
+def test_every_library_pattern_has_a_property_strategy():
+    assert set(LIBRARY_PATTERNS) == set(PATTERN_STRATEGIES)
+
+
+@pytest.mark.parametrize("name", LIBRARY_PATTERNS)
+@given(data=st.data())
+def test_every_pattern_conforms_hits_its_target_and_jits(name, data):
+    pattern = data.draw(PATTERN_STRATEGIES[name], label="pattern")
+    shape = data.draw(st.sampled_from(SHAPES), label="shape")
+    scores = _scores(shape, data.draw(st.integers(0, 2**16)), data.draw(st.booleans()))
+    threshold = isinstance(pattern, patterns.ThresholdPattern) and name != "vw"
+    # Groups along the contraction axis; N:M also along the last (activations).
+    axis = data.draw(st.sampled_from([-2, -1]), label="axis") if name == "nm" else -2
+    mask = pattern.mask(jnp.asarray(scores), axis)
+    assert mask.shape == shape and mask.dtype == bool
+    assert bool(pattern.conforms(mask, axis))
+    np.testing.assert_array_equal(_mask_jitted(pattern, jnp.asarray(scores), axis), mask)
+    np.testing.assert_array_equal(patterns.global_masks(pattern, [scores], axis)[0], mask)
+    if threshold:
+        pruned = int(np.sum(~np.asarray(mask)))
+        assert abs(pruned - pattern.sparsity * scores.size) <= _unit(pattern, [shape]) + 1e-3
+    else:
+        _check_counts(pattern, scores, mask, axis)
+
+
+THRESHOLD_PATTERNS = [
+    n for n in LIBRARY_PATTERNS if issubclass(patterns.registered()[n], patterns.ThresholdPattern)
+]
+
+
+@pytest.mark.parametrize("name", THRESHOLD_PATTERNS)
+@given(data=st.data())
+def test_global_threshold_hits_the_combined_target(name, data):
+    pattern = data.draw(PATTERN_STRATEGIES[name], label="pattern")
+    shapes = data.draw(st.sampled_from([SHAPES, SHAPES[::-1] + SHAPES[:1]]), label="shapes")
+    seed = data.draw(st.integers(0, 2**16))
+    scores = [_scores(shape, seed + i, False) for i, shape in enumerate(shapes)]
+    masks = patterns.global_masks(pattern, scores)
+    assert all(bool(pattern.conforms(m)) for m in masks)
+    if name == "vw":  # fixed per vector: global is per array
+        for m, s in zip(masks, scores):
+            np.testing.assert_array_equal(m, pattern.mask(s))
+        return
+    pruned = sum(int(np.sum(~np.asarray(m))) for m in masks)
+    target = pattern.sparsity * sum(s.size for s in scores)
+    assert abs(pruned - target) <= _unit(pattern, shapes) + 1e-3

@@ -4,7 +4,7 @@ Structured pruning removes *units* (columns, tile row-segments, blocks,
 elements), each standing for `size` weights. `prune_lowest` removes the
 lowest-scoring units until the removed weights reach a target count, so the
 resulting sparsity is the target whatever the unit sizes, and a global
-threshold across layers (DESIGN.md §2, TW pruning) is the same call on the
+threshold across layers (TW pruning, docs/tile_wise.md) is the same call on the
 concatenation of every layer's units.
 """
 

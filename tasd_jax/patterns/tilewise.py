@@ -1,13 +1,12 @@
-"""Tile-wise sparsity (Guo et al., SC20; DESIGN.md §2) and its variants.
+"""Tile-wise sparsity (Guo et al., SC20; docs/tile_wise.md) and its variants.
 
 A leaf is viewed as the GEMM weight W[K, N] (`base.as_matrix`).
 
-* tw2 (`TileWise`, spec "tw"): prune whole N-columns by L2 norm at the
+* tw2 (`TileWise`, spec "tw"): prune whole N-columns by their RMS at the
   per-dimension rate s' with (1 - s')^2 = 1 - s; cut the surviving columns, in
   order, into tiles of `g`; inside each tile prune K-row segments by their
-  RMS (the paper's L2/width for full tiles, see `segment_units`) until the
-  total sparsity is s. Both stages use one threshold across all
-  arrays in global mode.
+  RMS (see `segment_units`) until the total sparsity is s. Both stages use
+  one threshold across all arrays in global mode.
 * tw1 (`TileWise1`, "tw1"): no column stage; fixed tiles of `g` consecutive
   columns, K-row segments pruned by RMS (g = 1 is element-wise).
 * TEW ("tew"): TW at s + delta, then the top `delta` of all weights by score
@@ -17,13 +16,28 @@ A leaf is viewed as the GEMM weight W[K, N] (`base.as_matrix`).
 
 Unit sizes are weights, so the achieved sparsity is the target (up to one unit)
 even when tiles and layers differ in size.
+
+Where we depart from the TW paper's code (docs/conventions.md): every score
+here is an RMS, a mean over the weights a unit holds, so units of different
+sizes compete on the same scale. With one global threshold across layers of
+different K this matters for the column stage. The paper's code scores a
+column by its L2 norm divided by K, which shrinks like 1/sqrt(K) for like
+weights: long-K layers score low and lose their columns (at 75% over i.i.d.
+768x768, 768x3072 and 3072x768 weights, the 3072x768 layer is emptied). A raw
+L2 norm grows like sqrt(K) and does the opposite: 3072x768 keeps every column
+and the two K = 768 layers end up 93% sparse. The column RMS, L2/sqrt(K),
+leaves each of them within a few percent of the target. For row segments of
+full tiles the RMS ranks exactly as the paper's L2/width; only the narrower
+last tile differs (see `segment_units`).
 """
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from tasd_jax.patterns import base
 from tasd_jax.patterns import nm
@@ -85,14 +99,16 @@ def _row_segment_stage(
     return [expand_segments(k, mem) for k, mem in zip(keep_segments, memberships)]
 
 
+# Jitted: outside jit their dozens of small ops would each run (and compile) alone.
+@functools.partial(jax.jit, static_argnames=("axis", "g"))
 def _tw2_masks(scores, axis, sparsity, g):
     matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
     total = sum(w.size for w in matrices)
     num_prune = target_count(total, sparsity)
     per_dimension = 1.0 - jnp.sqrt(1.0 - jnp.asarray(sparsity, jnp.float32))
-    column_norms = [jnp.linalg.norm(w, axis=0) for w in matrices]
     keep_columns = prune_lowest(
-        column_norms, [w.shape[0] for w in matrices], target_count(total, per_dimension)
+        [base.column_rms(w) for w in matrices], [w.shape[0] for w in matrices],
+        target_count(total, per_dimension),
     )
     column_pruned = sum(jnp.sum(~k) * w.shape[0] for k, w in zip(keep_columns, matrices))
     memberships = [tile_membership(k, g, compact=True) for k in keep_columns]
@@ -100,6 +116,7 @@ def _tw2_masks(scores, axis, sparsity, g):
     return [k.reshape(s.shape) for k, s in zip(keeps, scores)]
 
 
+@functools.partial(jax.jit, static_argnames=("axis", "g"))
 def _tw1_masks(scores, axis, sparsity, g):
     matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
     total = sum(w.size for w in matrices)
@@ -131,7 +148,7 @@ class _Tiled(base.ThresholdPattern):
 @base.register("tw")
 @dataclasses.dataclass(frozen=True)
 class TileWise(_Tiled):
-    """Tile-wise sparsity, tw2: column pruning, then K-row segments per tile of g."""
+    """Tile-wise sparsity, tw2: column pruning by RMS, then K-row segments per tile of g."""
 
     def masks(self, scores, axis=-2, *, sparsity=None):
         return _tw2_masks(scores, axis, self._sparsity(sparsity), self.g)
@@ -201,11 +218,57 @@ class TileVectorWise(_Tiled):
         ]
 
     def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
-        matrix = base.as_matrix(mask, axis)
+        matrix = base.as_matrix(jnp.asarray(mask, bool), axis)
         membership = tile_membership(jnp.any(matrix, axis=0), self.g, compact=True)
-        tile_rows = (matrix.astype(jnp.float32) @ membership.astype(jnp.float32)) > 0
-        rows = _packed_row_order(expand_segments(tile_rows, membership))
-        return nm.NM(2, 4).conforms(jnp.take_along_axis(matrix, rows, axis=0), axis=0)
+        return _two_four_in_some_tile_rows(matrix, membership)
+
+
+@jax.jit  # a scan is traced anew on every call outside jit
+def _two_four_in_some_tile_rows(mask: jax.Array, membership: jax.Array) -> jax.Array:
+    """Whether every tile's columns are 2:4 along some K-rows the tile shares.
+
+    A tile's rows are those where one of its columns keeps an element, plus
+    any rows it kept whose elements 2:4 removed in every column: invisible in
+    the mask, yet they shift the groups of 4 (common for narrow tiles). A scan
+    over K tracks which states of the current group of 4 can be reached per
+    tile: (rows in the group p, of which rows with an element k, k <= p). A row
+    with an element must join the group, and may only if no column of the
+    tile then holds 3 in it; an empty row may join or not.
+
+    Args:
+      mask: [K, N] bool; membership: [N, T] one-hot column -> tile.
+
+    Returns:
+      bool scalar.
+    """
+    member = membership.astype(jnp.float32)
+    used = (mask.astype(jnp.float32) @ member) > 0  # [K, T]
+    used_by_column = (used.astype(jnp.float32) @ member.T) > 0  # [K, N]
+
+    def step(carry, row):
+        reach, recent = carry  # [T, 4, 4] over (p, k); [3, N] the last 3 used rows
+        kept, used_row, used_col = row
+        # Kept per column over the last k used rows and this one, k = 0..3.
+        earlier = jnp.cumsum(recent.astype(jnp.int32), axis=0)
+        counts = jnp.concatenate([jnp.zeros_like(earlier[:1]), earlier]) + kept
+        allowed = (((counts > 2).astype(jnp.float32) @ member) == 0).T  # [T, 4] over k
+        close = jnp.zeros_like(reach).at[:, 0, 0].set(True)
+        # A used row: (p, k) -> (p + 1, k + 1); p + 1 = 4 closes the group.
+        ok = reach & allowed[:, None, :]
+        joined = jnp.pad(ok[:, :3, :3], ((0, 0), (1, 0), (1, 0)))
+        with_used = joined | (close & jnp.any(ok[:, 3], axis=1)[:, None, None])
+        # An empty row: skip it, or (p, k) -> (p + 1, k).
+        padded = jnp.pad(reach[:, :3, :], ((0, 0), (1, 0), (0, 0)))
+        with_empty = reach | padded | (close & jnp.any(reach[:, 3], axis=1)[:, None, None])
+        reach = jnp.where(used_row[:, None, None], with_used, with_empty)
+        shifted = jnp.concatenate([kept[None], recent[:2]])
+        return (reach, jnp.where(used_col[None], shifted, recent)), None
+
+    num_tiles, num_columns = member.shape[1], member.shape[0]
+    start = jnp.zeros((num_tiles, 4, 4), bool).at[:, 0, 0].set(True)
+    carry = (start, jnp.zeros((3, num_columns), bool))
+    (reach, _), _ = lax.scan(step, carry, (mask, used, used_by_column))
+    return jnp.all(jnp.any(reach, axis=(1, 2)))
 
 
 def _packed_row_order(tile_mask: jax.Array) -> jax.Array:
@@ -215,6 +278,7 @@ def _packed_row_order(tile_mask: jax.Array) -> jax.Array:
     return jnp.argsort(key, axis=0)
 
 
+@jax.jit  # as `_tw2_masks`
 def _two_four_in_tiles(scores: jax.Array, tile_mask: jax.Array) -> jax.Array:
     # Every column of a tile shares the tile's kept rows, so packing each column
     # by its own kept rows is packing by the tile's.

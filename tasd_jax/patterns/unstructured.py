@@ -1,13 +1,15 @@
 """Element-wise (EW), block-wise (BW) and channel pruning: the TW paper's
-baselines (DESIGN.md §2), each a threshold on units of a leaf.
+baselines (docs/tile_wise.md), each a threshold on units of a leaf.
 
 * EW ("ew"): elements by score (global magnitude pruning in global mode).
 * BW ("bw"): blocks of block=(bk, bn) on the GEMM view [K, N] by RMS score
   (L2 / sqrt(size), so the smaller edge blocks compete fairly).
-* Channel ("channel"): whole output columns N by L2 norm.
+* Channel ("channel"): whole output columns N by RMS (L2 / sqrt(K): the same
+  ranking as L2 within a layer, and layers of different K compete fairly).
 """
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +41,7 @@ class ElementWise(base.ThresholdPattern):
 @base.register("channel")
 @dataclasses.dataclass(frozen=True)
 class Channel(base.ThresholdPattern):
-    """Prune whole output columns (the last axis) by their L2 norm."""
+    """Prune whole output columns (the last axis) by their RMS (`base.column_rms`)."""
 
     sparsity: float = 0.5
 
@@ -49,7 +51,7 @@ class Channel(base.ThresholdPattern):
     def masks(self, scores, axis=-2, *, sparsity=None):
         matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
         keep_columns = prune_lowest(
-            [jnp.linalg.norm(w, axis=0) for w in matrices],
+            [base.column_rms(w) for w in matrices],
             [w.shape[0] for w in matrices],
             target_count(_total(matrices), self._sparsity(sparsity)),
         )
@@ -75,35 +77,37 @@ class BlockWise(base.ThresholdPattern):
             base.check_positive_int("block size", size)
         base.check_sparsity(self.sparsity)
 
-    def _blocked(self, matrix: jax.Array) -> tuple[jax.Array, tuple[int, int]]:
-        bk, bn = self.block
-        pad = (-matrix.shape[0] % bk, -matrix.shape[1] % bn)
-        padded = jnp.pad(matrix, ((0, pad[0]), (0, pad[1])))
-        grid = (padded.shape[0] // bk, padded.shape[1] // bn)
-        return padded.reshape(grid[0], bk, grid[1], bn), pad
-
     def masks(self, scores, axis=-2, *, sparsity=None):
-        matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
-        block_scores, block_sizes = [], []
-        for w in matrices:
-            blocks, _ = self._blocked(jnp.square(w))
-            sizes, _ = self._blocked(jnp.ones_like(w))
-            size = jnp.sum(sizes, axis=(1, 3))
-            block_sizes.append(size)
-            block_scores.append(jnp.sqrt(jnp.sum(blocks, axis=(1, 3)) / size))
-        keep_blocks = prune_lowest(
-            block_scores, block_sizes, target_count(_total(matrices), self._sparsity(sparsity))
-        )
-        bk, bn = self.block
-        out = []
-        for keep, w, s in zip(keep_blocks, matrices, scores):
-            full = jnp.repeat(jnp.repeat(keep, bk, axis=0), bn, axis=1)
-            out.append(full[: w.shape[0], : w.shape[1]].reshape(s.shape))
-        return out
+        return _block_masks(scores, axis, self._sparsity(sparsity), self.block)
 
     def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
-        blocks, pad = self._blocked(base.as_matrix(mask, axis).astype(jnp.int32))
-        ones, _ = self._blocked(jnp.ones(base.as_matrix(mask, axis).shape, jnp.int32))
-        kept, size = jnp.sum(blocks, axis=(1, 3)), jnp.sum(ones, axis=(1, 3))
-        del pad
+        matrix = base.as_matrix(mask, axis)
+        kept = jnp.sum(_blocked(matrix.astype(jnp.int32), self.block), axis=(1, 3))
+        size = jnp.sum(_blocked(jnp.ones(matrix.shape, jnp.int32), self.block), axis=(1, 3))
         return jnp.all((kept == 0) | (kept == size))
+
+
+def _blocked(matrix: jax.Array, block: tuple[int, int]) -> jax.Array:
+    """[K, N] -> [K / bk, bk, N / bn, bn], zero-padded to whole blocks."""
+    bk, bn = block
+    padded = jnp.pad(matrix, ((0, -matrix.shape[0] % bk), (0, -matrix.shape[1] % bn)))
+    return padded.reshape(padded.shape[0] // bk, bk, padded.shape[1] // bn, bn)
+
+
+# Jitted: outside jit its small ops would each run (and compile) alone.
+@functools.partial(jax.jit, static_argnames=("axis", "block"))
+def _block_masks(scores, axis, sparsity, block):
+    matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
+    block_scores, block_sizes = [], []
+    for w in matrices:
+        # Edge blocks are smaller: their size counts only real weights.
+        size = jnp.sum(_blocked(jnp.ones_like(w), block), axis=(1, 3))
+        block_sizes.append(size)
+        block_scores.append(jnp.sqrt(jnp.sum(_blocked(jnp.square(w), block), axis=(1, 3)) / size))
+    keep_blocks = prune_lowest(block_scores, block_sizes, target_count(_total(matrices), sparsity))
+    bk, bn = block
+    out = []
+    for keep, w, s in zip(keep_blocks, matrices, scores):
+        full = jnp.repeat(jnp.repeat(keep, bk, axis=0), bn, axis=1)
+        out.append(full[: w.shape[0], : w.shape[1]].reshape(s.shape))
+    return out
