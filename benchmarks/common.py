@@ -1,56 +1,16 @@
-"""Shared benchmark helpers: interleaved timing and the machine description.
+"""Shared benchmark helpers: interleaved timing and the machine description
+(from `tasd_jax.timing`), and the results writer.
 
 Speed targets are ratios measured in one run: the candidates are timed in
 turn, round after round, so a change in machine load hits all of them alike.
 """
 
-import datetime
 import json
 import os
-import platform
-import statistics
-import sys
-import time
-from typing import Any, Callable
 
-import jax
+from tasd_jax.timing import interleaved_medians, interleaved_times, machine
 
-
-def interleaved_times(
-    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
-) -> dict[str, list[float]]:
-    """Seconds of every repetition of each zero-argument function, timed
-    round-robin (one call of each per round)."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            jax.block_until_ready(fn())
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
-def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each zero-argument function, timed round-robin."""
-    return {name: statistics.median(t) for name, t in interleaved_times(fns, repeats, warmup).items()}
-
-
-def machine() -> dict:
-    """Where and how a benchmark ran."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1m": os.getloadavg()[0],
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "device": str(jax.devices()[0].device_kind),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-    }
+__all__ = ["interleaved_medians", "interleaved_times", "machine", "write_results"]
 
 
 def write_results(path_stem: str, payload: dict, markdown: str) -> None:

@@ -2,10 +2,10 @@ r"""Speed of the cost model: the full ResNet-50 EDP sweep.
 
   python -m benchmarks.cost_sweep        # results/cost_sweep.{json,md}
 
-Target (issue 4 §6): every accelerator x every series of configs/edp_resnet50.py
+Target: every accelerator x every series of configs/edp_resnet50.py
 (plus the per-layer "tasd" choice) at all four sparsities in under 10 s on the
 2-core CPU. Timed: extracting ResNet-50's GEMMs from its jaxpr (abstract
-variables, nothing allocated) and `report.sweep_workload` at every sparsity.
+variables, nothing allocated) and `edp_report.sweep_workload` at every sparsity.
 Per-layer weight statistics are synthetic here (density = min(1 - s, series
 coverage), kept L1 = 1): they change the numbers, not the work; measuring
 them from decomposed weights is the decomposition's cost, benchmarked in
@@ -18,11 +18,11 @@ import time
 
 from benchmarks import common
 from configs import edp_resnet50
-from tasd_jax import patterns
-from tasd_jax.cost import report, workloads
+from experiments import edp_report as report
+from tasd_jax import models, patterns
 
 
-def synthetic_weights(wl: workloads.Workload, sparsity: float, series) -> report.LayerWeights:
+def synthetic_weights(wl: report.Workload, sparsity: float, series) -> report.LayerWeights:
     """Layer statistics without decomposing: each series keeps min(1 - s, coverage)."""
     paths = {g.weight_path for g in wl.gemms if g.weight_path}
     out = report.LayerWeights({}, {}, {}, {}, {})
@@ -44,7 +44,9 @@ def main() -> None:
     config = edp_resnet50.get_config()
     config.series = tuple(patterns.parse(s).spec() for s in config.series)
     start = time.perf_counter()
-    wl = workloads.workload(config.model, config.input_shapes[0], seed=None)
+    shape = config.input_shapes[0]
+    model, variables = models.init_model(config.model, shape, seed=None)
+    wl = report.workload(config.model, model, variables, shape)
     trace_s = time.perf_counter() - start
     weights = {s: synthetic_weights(wl, s, config.series) for s in config.sparsities}
 

@@ -3,7 +3,7 @@ r"""Speed of the jitted TASD decomposition against a numpy argsort baseline.
   python -m benchmarks.decompose            # CPU: results/decompose_cpu.{json,md}
   python -m benchmarks.decompose --size=8192  # e.g. on a GPU: results/decompose_gpu.*
 
-Target (issue 3): >= 10x the numpy implementation on a 4096x4096 float32
+Target: >= 10x the numpy implementation on a 4096x4096 float32
 matrix for "2:4+1:8" and "2:8+1:8". On a GPU it also reports the effective
 bandwidth (read x, write every term) against the card's peak.
 """

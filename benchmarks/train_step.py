@@ -1,4 +1,4 @@
-"""Cost of pruning in the train step: masked (TW 75%) vs dense step of the same model (issue 5 §7).
+"""Cost of pruning in the train step: masked (TW 75%) vs dense step of the same model.
 
     python -m benchmarks.train_step            # CPU; writes benchmarks/results/train_step_cpu.{json,md}
     python -m benchmarks.train_step --reps=41 --steps=20

@@ -1,4 +1,4 @@
-"""Speed of the tile-wise sparse matmul against dense `jnp.dot` (issue 6 §4).
+"""Speed of the tile-wise sparse matmul against dense `jnp.dot`.
 
 Times, in one run with interleaved repetitions (median of --reps), dense
 `jnp.dot`, the reference backend and each available backend of

@@ -1,4 +1,4 @@
-r"""EDP of a BERT-base encoder (sequence 128 and 384) on the TASD paper's accelerators (issue 4).
+r"""EDP of a BERT-base encoder (sequence 128 and 384) on the TASD paper's accelerators.
 
     python -m experiments.run --config=configs/edp_bert.py --workdir=/tmp/edp_bert
 

@@ -1,16 +1,21 @@
-r"""EDP of ResNet-50 (224x224, one image) on the TASD paper's accelerators (issue 4).
+r"""EDP of ResNet-50 (224x224, one image) on the TASD paper's accelerators.
 
     python -m experiments.run --config=configs/edp_resnet50.py --workdir=/tmp/edp_resnet50
+    python -m experiments.run --config=configs/edp_resnet50.py --workdir=/tmp/edp_trained \
+        --config.init_from=/tmp/tw_digits/export
 
-Weights are random-init, magnitude-pruned layer-wise to each of `sparsities`
-(until trained models exist), then decomposed into each series; each layer's
-measured density feeds the cost model (tasd_jax/cost/edp.py documents it).
+Without `init_from` the weights are random-init ResNet-50 weights, magnitude-
+pruned layer-wise to each of `sparsities` (shapes-only estimates); with it, the
+export's trained model and weights as they are (its own input shape; `prune`
+re-prunes them). The weights are decomposed into each series; each layer's
+measured density feeds the cost model (docs/cost_model.md).
 Writes per_layer.csv, totals.csv, results.json and edp_<workload>.png; prints
 the dense / 2:4 / tasd EDP table. Tuples are overridden as strings, e.g.
 `--config.sparsities='(0.5, 0.9)'`.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -20,7 +25,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.model_kwargs = ml_collections.ConfigDict()
     config.input_shapes = ((1, 224, 224, 3),)
     config.seed = 0
+    # A training run's export/ to measure instead of random-init weights.
+    config.init_from = config_dict.placeholder(str)
+    # Random-init weights: each GEMM kernel magnitude-pruned to each sparsity.
     config.sparsities = (0.5, 0.75, 0.9, 0.95)
+    # A pattern spec re-pruning the weights `rule` selects (either source), e.g. 'ew(sparsity=0.9)'.
+    config.prune = config_dict.placeholder(str)
+    config.rule = r"kernel$"  # conv and dense kernels; biases and BN stay dense
     config.hardware = ("dense", "stc", "vegeta", "vegeta_m8", "dstc", "ttc")
     config.series = (
         "dense", "2:4", "1:4", "2:8", "1:8", "2:4+1:8", "2:8+1:8", "1:4+1:8", "1:8+1:8",

@@ -1,4 +1,4 @@
-r"""The TW paper's BERT-base recipe (DESIGN.md §2): staged tile-wise pruning with Taylor scores.
+r"""The TW paper's BERT-base recipe (docs/tile_wise.md): staged tile-wise pruning with Taylor scores.
 
     python -m experiments.run --config=configs/tw_bert.py --workdir=/tmp/tw_bert \
         --config.dataset=glue_sst2_bert128 --config.init_from=/path/to/finetuned_bert/export
@@ -13,7 +13,7 @@ TensorFlow needed), with the features
 and splits "train" and `config.eval_split` ("validation" for GLUE). Such a
 builder is a few lines of `tfds.core.GeneratorBasedBuilder` around a tokenizer;
 tests/test_train.py builds a tiny one. `init_from` is an `export/` directory
-(params.npz keyed by '/'-joined path, see `tasd_jax.train.export_weights`) of a
+(params.npz keyed by '/'-joined path and model.json, see `tasd_jax.export`) of a
 BERT-base fine-tuned on the task; without it the run starts from random
 weights (only useful as a smoke test).
 
@@ -30,7 +30,6 @@ embeddings, pooler and classifier stay dense.
 import ml_collections
 
 from configs import tw_digits
-from tasd_jax import pruning
 
 ENCODER_KERNELS = r"layer_[0-9]+/(attention/(query|key|value|out)|intermediate|output)/kernel$"
 
@@ -57,15 +56,14 @@ def get_config() -> ml_collections.ConfigDict:
     steps_per_epoch = 67349 // config.batch_size  # SST-2 train examples
     config.pruning.rules = ((ENCODER_KERNELS, f"tw(sparsity={target},g=128)"),)
     config.pruning.schedule = "staged"
-    config.pruning.stages = pruning.TW_BERT_STAGES
+    config.pruning.stages = "tw_bert"  # the paper's list, cut at the target sparsity
     config.pruning.steps_per_stage = steps_per_epoch
     config.pruning.begin = 0
     config.pruning.mask_delay = 100
     config.pruning.score = "taylor_squared"
     config.pruning.taylor_steps = 100
     config.pruning.global_threshold = True
-    num_stages = len(pruning.stages_up_to(pruning.TW_BERT_STAGES, target))
-    config.num_steps = num_stages * steps_per_epoch
+    config.num_steps = None  # derived: pruning.begin + stages x steps_per_stage
 
     config.log_every = 100
     config.eval_every = steps_per_epoch

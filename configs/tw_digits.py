@@ -52,7 +52,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.momentum = 0.9
     config.nesterov = False
     config.weight_decay = 1e-4
-    config.num_steps = 1500
+    config.num_steps = 1500  # None: derived from a staged schedule
 
     config.pruning = ml_collections.ConfigDict()
     # (path regex on the params tree, pattern spec[, axis]); first match wins.
@@ -61,7 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.pruning.begin = 500
     config.pruning.end = 1000
     config.pruning.frequency = 50
-    config.pruning.stages = ()  # staged only
+    config.pruning.stages = ""  # staged only: "tw_vgg16", "tw_bert" or e.g. "0.5,0.7,0.8"
     config.pruning.steps_per_stage = 0  # staged only
     config.pruning.mask_delay = 0  # staged only
     config.pruning.score = "magnitude"  # magnitude | taylor | taylor_squared

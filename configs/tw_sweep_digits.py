@@ -2,7 +2,7 @@ r"""Accuracy against sparsity on digits: dense, EW, VW, BW, TW, TEW at 50/75/90%
 
     python -m experiments.run --config=configs/tw_sweep_digits.py --workdir=/tmp/tw_sweep
 
-The TW paper's pattern comparison (DESIGN.md §2) on the quick-start MLP: one
+The TW paper's pattern comparison (docs/tile_wise.md) on the quick-start MLP: one
 dense model (`workdir/dense`), then for every pattern and sparsity a run that
 starts from its weights, prunes the two hidden kernels along a cubic schedule
 with one global threshold, and fine-tunes. Writes `sweep.csv` and `sweep.png`.

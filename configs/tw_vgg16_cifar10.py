@@ -1,4 +1,4 @@
-r"""The TW paper's VGG16 recipe (DESIGN.md §2) on CIFAR-10: staged tile-wise pruning.
+r"""The TW paper's VGG16 recipe (docs/tile_wise.md) on CIFAR-10: staged tile-wise pruning.
 
 Two steps, each a `train` run (`--config=FILE:VARIANT`):
 
@@ -15,8 +15,8 @@ Step 2 follows the paper's VGG16 script: the 13 conv kernels (GEMM view
 [3*3*Cin, Cout]) pruned by magnitude with one global threshold, tw2 with
 G = 128, stages 25, 40, 50, 60, 65, 70, 75% (the paper's list, cut at the
 target; raise it with e.g. `--config.pruning.rules='(("conv_[0-9]+/kernel$",
-"tw(sparsity=0.9,g=128)"),)' --config.num_steps=50000` to continue to 80, 85,
-90%: num_steps = stages x steps_per_stage), SGD momentum 0.9, lr 1e-4, weight
+"tw(sparsity=0.9,g=128)"),)'` to continue to 80, 85, 90%; the step budget,
+stages x steps_per_stage, follows from the target), SGD momentum 0.9, lr 1e-4, weight
 decay 1e-4, batch 128, 5000 fine-tune steps per stage. The paper repeats
 5000-step rounds until top-5 accuracy recovers (ImageNet); here every stage
 gets a fixed `steps_per_stage`. The classifier head stays dense.
@@ -25,7 +25,6 @@ gets a fixed `steps_per_stage`. The classifier head stays dense.
 import ml_collections
 
 from configs import tw_digits
-from tasd_jax import pruning
 
 
 def get_config(variant: str = "prune") -> ml_collections.ConfigDict:
@@ -58,12 +57,11 @@ def get_config(variant: str = "prune") -> ml_collections.ConfigDict:
     config.weight_decay = 1e-4
     config.pruning.rules = (("conv_[0-9]+/kernel$", f"tw(sparsity={target},g=128)"),)
     config.pruning.schedule = "staged"
-    config.pruning.stages = pruning.TW_VGG16_STAGES  # cut at the rules' target sparsity
+    config.pruning.stages = "tw_vgg16"  # the paper's list, cut at the rules' target sparsity
     config.pruning.steps_per_stage = 5000
     config.pruning.begin = 0
     config.pruning.mask_delay = 0
     config.pruning.score = "magnitude"
     config.pruning.global_threshold = True
-    num_stages = len(pruning.stages_up_to(pruning.TW_VGG16_STAGES, target))
-    config.num_steps = num_stages * config.pruning.steps_per_stage
+    config.num_steps = None  # derived: pruning.begin + stages x steps_per_stage
     return config

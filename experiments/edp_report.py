@@ -1,12 +1,17 @@
-"""The "edp" experiment: EDP of a model's GEMMs on every accelerator and series (TASD evaluation).
+"""The `edp` experiment: EDP of a model's GEMMs on every accelerator and series (TASD evaluation).
 
-`edp_report(config, workdir)` builds the workload(s) (`config.model` at each of
-`config.input_shapes`), magnitude-prunes every weight leaf a GEMM uses to each
-of `config.sparsities` (layer-wise, unstructured: `ew(sparsity=s)` per leaf),
-decomposes the pruned weights into each series of `config.series` along the
-contraction axis (-2), and measures each layer's executed weight density from
-the real decomposed weights. Then for every accelerator in `config.hardware` it
-estimates every series the accelerator runs, plus a per-layer "tasd" choice.
+    python -m experiments.run --config=configs/edp_resnet50.py --workdir=DIR
+    python -m experiments.run --config=configs/edp_resnet50.py --workdir=DIR \
+        --config.init_from=TRAIN_DIR/export
+
+`edp_report(config, workdir)` takes the weights `experiments.weights` picks (a
+training run's export as it is, or random-init weights magnitude-pruned to each
+of `config.sparsities`), lists the model's GEMMs at each input shape (the
+export's, or `config.input_shapes`), decomposes every GEMM weight into each
+series of `config.series` along its contraction axis, and measures each layer's
+executed weight density from the real decomposed weights. Then for every
+accelerator in `config.hardware` it estimates every series the accelerator
+runs, plus a per-layer "tasd" choice.
 
 "tasd" stands in for TASDER (which ranks series by EDP under a model-accuracy
 budget): per layer it takes the series with the lowest layer EDP among those
@@ -14,43 +19,54 @@ the accelerator runs that keep at least `config.min_kept_l1` of the pruned
 layer's L1 magnitude; dense when none does. The accuracy budget is replaced by
 this weight-fidelity proxy until trained models exist; say so beside its numbers.
 
-Outputs in `workdir`: `per_layer.csv`, `totals.csv`, `results.json`, one bar
-chart `edp_<workload>.png` per workload, and a printed table of model EDP
-relative to the dense accelerator running the dense model: dense / 2:4 / tasd.
+Outputs in `workdir`: `per_layer.csv`, `totals.csv`, `results.json` (with
+which weights were used), one bar chart `edp_<workload>.png` per workload, and
+a printed table of model EDP relative to the dense accelerator running the
+dense model: dense / 2:4 / tasd.
 """
 
-import csv
-import json
 import os
 from typing import Any, Iterable, NamedTuple
 
 import jax.numpy as jnp
-import matplotlib
 import ml_collections
 import numpy as np
 
-from tasd_jax import patterns, reports, tasd, tree_paths
+from experiments import outputs
+from experiments import weights as weights_lib
+from tasd_jax import models, patterns, tasd, tree_paths
 from tasd_jax.cost.edp import Estimate, estimate
-from tasd_jax.cost.gemms import GEMM, total_macs
+from tasd_jax.cost.gemms import GEMM, model_gemms, total_macs
 from tasd_jax.cost.hardware import hardware
-from tasd_jax.cost.workloads import Workload, workload
-
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 _PER_LAYER_FIELDS = [
-    "workload", "sparsity", "hardware", "series", "layer", "batch", "m", "k", "n", "weight",
+    "workload", "weights", "sparsity", "hardware", "series", "layer", "batch", "m", "k", "n", "weight",
     "weight_density", "kept_l1", "cycles", "compute_cycles", "dram_cycles", "smem_cycles",
     "energy_pj", "dram_pj", "smem_pj", "rf_pj", "mac_pj", "edp_pj_cycles",
 ]
 _TOTAL_FIELDS = [
-    "workload", "sparsity", "hardware", "series", "macs", "cycles", "energy_pj", "edp_pj_cycles",
+    "workload", "weights", "sparsity", "hardware", "series", "macs", "cycles", "energy_pj", "edp_pj_cycles",
     "rel_cycles", "rel_energy", "rel_edp", "kept_l1", "kept_nonzero",
 ]
 
 
+class Workload(NamedTuple):
+    """A model at one input shape: its name ("<model>_<shape>") and GEMMs."""
+
+    name: str
+    gemms: list[GEMM]
+
+
+def workload(model_name: str, model: Any, variables: Any, input_shape: tuple[int, ...]) -> Workload:
+    """The GEMMs of `model` (a `tasd_jax.models` model) on one input batch of `input_shape`;
+    `variables` may be arrays or `jax.ShapeDtypeStruct`s."""
+    dtype = models.input_spec(model_name, input_shape).dtype
+    gemms = model_gemms(model, variables, input_shape, dtype)
+    return Workload(f"{model_name}_{'x'.join(map(str, input_shape))}", gemms)
+
+
 class LayerWeights(NamedTuple):
-    """Measured statistics of each weight leaf under each series, at one sparsity.
+    """Measured statistics of each weight leaf under each series.
 
     Keys `(spec, path)`: `density` is the non-zero fraction of the decomposed
     (reconstructed) weight; `kept_l1` / `kept_nonzero` compare it with the pruned
@@ -64,20 +80,17 @@ class LayerWeights(NamedTuple):
     nonzero: dict[str, float]
 
 
-def measure_weights(
-    variables: Any, gemms: Iterable[GEMM], sparsity: float, series: Iterable[str]
-) -> LayerWeights:
-    """Prunes each GEMM weight leaf to `sparsity` by magnitude and decomposes it into each series.
+def measure_weights(variables: Any, gemms: Iterable[GEMM], series: Iterable[str]) -> LayerWeights:
+    """Decomposes each GEMM weight leaf into each series and measures it.
 
     Args:
-      variables: the model variables (arrays).
+      variables: the model variables (arrays), already pruned as they are to be run.
       gemms: GEMMs whose `weight_path` names leaves of `variables`.
-      sparsity: fraction of each leaf pruned (layer-wise, unstructured: `ew`).
-      series: spec strings; N:M groups along axis -2 (a flax kernel's input axis).
+      series: spec strings; N:M groups along each kernel's contraction axis.
     """
     flat = tree_paths.flatten(variables)
     paths = sorted({g.weight_path for g in gemms if g.weight_path is not None})
-    pruned = reports.magnitude_prune({p: flat[p] for p in paths}, patterns.ElementWise(sparsity))
+    pruned = {p: jnp.asarray(flat[p]) for p in paths}
     out = LayerWeights({}, {}, {}, {}, {})
     for path, w in pruned.items():
         out.abs_sum[path] = float(jnp.sum(jnp.abs(w)))
@@ -110,11 +123,11 @@ class Run(NamedTuple):
     choice: dict[str, str]  # weight path -> series
 
 
-def _layer_rows(wl: Workload, sparsity: float, run: Run) -> Iterable[dict]:
+def _layer_rows(wl: Workload, weights: weights_lib.Weights, run: Run) -> Iterable[dict]:
     est = run.estimate
     for i, g in enumerate(wl.gemms):
         yield {
-            "workload": wl.name, "sparsity": sparsity, "hardware": run.hardware,
+            "workload": wl.name, "weights": weights.label, "sparsity": weights.sparsity, "hardware": run.hardware,
             "series": run.series, "layer": g.name, "batch": g.batch, "m": g.m, "k": g.k,
             "n": g.n, "weight": g.weight, "weight_density": run.density[i],
             "kept_l1": run.kept_l1[i], "cycles": est.cycles[i],
@@ -165,19 +178,17 @@ def sweep_workload(
     return runs
 
 
-def _plot(
-    path: str, wl_name: str, totals: list[dict], sparsities: list[float], hw_names: list[str]
-) -> None:
+def _plot(path: str, wl_name: str, totals: list[dict], labels: list[str], hw_names: list[str]) -> None:
     series_names = list(dict.fromkeys(r["series"] for r in totals))
-    fig, axes = plt.subplots(1, len(sparsities), figsize=(4.5 * len(sparsities), 4), squeeze=False)
+    fig, axes = outputs.plt.subplots(1, len(labels), figsize=(4.5 * len(labels), 4), squeeze=False)
     width = 0.8 / len(series_names)
-    for ax, s in zip(axes[0], sparsities):
+    for ax, label in zip(axes[0], labels):
         for j, name in enumerate(series_names):
             xs, ys = [], []
             for i, hw_name in enumerate(hw_names):
                 row = [
                     r for r in totals
-                    if r["sparsity"] == s and r["hardware"] == hw_name and r["series"] == name
+                    if r["weights"] == label and r["hardware"] == hw_name and r["series"] == name
                 ]
                 if row:
                     xs.append(i + (j - len(series_names) / 2 + 0.5) * width)
@@ -186,34 +197,28 @@ def _plot(
         ax.set_xticks(range(len(hw_names)), hw_names, rotation=30)
         ax.set_yscale("log")
         ax.axhline(1.0, color="k", lw=0.5)
-        ax.set_title(f"{wl_name}, {s:.0%} pruned")
+        ax.set_title(f"{wl_name}, weights {label}", fontsize=9)
         ax.set_ylabel("EDP / dense core, dense model")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=8)
+    handles, legend = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, legend, loc="center right", fontsize=8)
     fig.tight_layout(rect=(0, 0, 0.92, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _write_csv(path: str, rows: list[dict], fields: list[str]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    outputs.save_figure(fig, path, dpi=100)
 
 
 def format_table(totals: list[dict], columns: tuple[str, ...] = ("dense", "2:4", "tasd")) -> str:
     """Model EDP relative to the dense core running the dense model, one block per
-    workload and sparsity: rows hardware, columns `columns` (`-` where not run),
-    then the share of the pruned weights' L1 each non-dense column keeps."""
+    workload and weight set: rows hardware, columns `columns` (`-` where not run),
+    then the share of the weights' L1 each non-dense column keeps."""
     kept_columns = [c for c in columns if c != "dense"]
     lines = []
-    for wl_name, s in dict.fromkeys((r["workload"], r["sparsity"]) for r in totals):
+    for wl_name, label, s in dict.fromkeys((r["workload"], r["weights"], r["sparsity"]) for r in totals):
         rows = {
             (r["hardware"], r["series"]): r
-            for r in totals if r["workload"] == wl_name and r["sparsity"] == s
+            for r in totals if r["workload"] == wl_name and r["weights"] == label
         }
-        lines.append(f"{wl_name}, weights {s:.0%} pruned: EDP relative to dense core / dense model")
+        lines.append(
+            f"{wl_name}, weights {label} (sparsity {s:.1%}): EDP relative to dense core / dense model"
+        )
         lines.append(
             f"{'hardware':<11}" + "".join(f"{c:>9}" for c in columns)
             + "".join(f"{'kept ' + c:>12}" for c in kept_columns)
@@ -238,12 +243,9 @@ def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
     Returns:
       The contents of results.json.
     """
-    for field in ("model", "input_shapes", "hardware", "series", "sparsities", "energy"):
+    for field in ("hardware", "series", "energy"):
         if field not in config:
             raise ValueError(f"edp config has no {field!r} field")
-    bad = [s for s in config.sparsities if not 0.0 <= s < 1.0]
-    if bad:
-        raise ValueError(f"config.sparsities {bad} must lie in [0, 1)")
     if "dense" not in config.hardware or "dense" not in config.series:
         raise ValueError(
             f"config.hardware {list(config.hardware)} and config.series {list(config.series)} "
@@ -253,29 +255,29 @@ def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
     config = config.copy_and_resolve_references()  # canonical specs; the caller's stays
     with config.unlocked():
         config.series = tuple(patterns.parse(spec).spec() for spec in config.series)
+    for name in config.hardware:
+        hardware(name)  # an unknown name fails here, before any work
+    weight_sets = weights_lib.load_weights(config)
     os.makedirs(workdir, exist_ok=True)
     per_layer, totals, workloads, choices = [], [], {}, {}
-    model_kwargs = dict(config.get("model_kwargs", {}))
-    weights_by_sparsity = {}
-    for shape in config.input_shapes:
-        wl = workload(config.model, tuple(shape), seed=config.seed, **model_kwargs)
+    for shape in weight_sets[0].input_shapes:
+        first = weight_sets[0]
+        wl = workload(first.model_name, first.model, first.variables, shape)
         workloads[wl.name] = {
             "gemms": len(wl.gemms), "macs": total_macs(wl.gemms),
             "weight_gemms": sum(g.weight for g in wl.gemms),
         }
-        for s in config.sparsities:
-            if s not in weights_by_sparsity:  # the weights are the same at every input shape
-                weights_by_sparsity[s] = measure_weights(wl.variables, wl.gemms, s, config.series)
-            weights = weights_by_sparsity[s]
-            runs = sweep_workload(wl, weights, config)
+        for ws in weight_sets:
+            measured = measure_weights(ws.variables, wl.gemms, config.series)
+            runs = sweep_workload(wl, measured, config)
             base = next(r.estimate for r in runs if r.hardware == "dense" and r.series == "dense")
             for run in runs:
                 est = run.estimate
-                per_layer.extend(_layer_rows(wl, s, run))
-                kept_l1, kept_nz = _model_kept(weights, run.choice)
+                per_layer.extend(_layer_rows(wl, ws, run))
+                kept_l1, kept_nz = _model_kept(measured, run.choice)
                 totals.append({
-                    "workload": wl.name, "sparsity": s, "hardware": run.hardware,
-                    "series": run.series, "macs": float(est.macs.sum()),
+                    "workload": wl.name, "weights": ws.label, "sparsity": ws.sparsity,
+                    "hardware": run.hardware, "series": run.series, "macs": float(est.macs.sum()),
                     "cycles": est.total_cycles, "energy_pj": est.total_energy_pj,
                     "edp_pj_cycles": est.total_edp,
                     "rel_cycles": est.total_cycles / base.total_cycles,
@@ -284,25 +286,26 @@ def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     "kept_l1": kept_l1, "kept_nonzero": kept_nz,
                 })
                 if run.series == "tasd":
-                    choices[f"{wl.name}/{s}/{run.hardware}"] = run.choice
+                    choices[f"{wl.name}/{ws.label}/{run.hardware}"] = run.choice
         _plot(
             os.path.join(workdir, f"edp_{wl.name}.png"), wl.name,
             [r for r in totals if r["workload"] == wl.name],
-            list(config.sparsities), list(config.hardware),
+            [ws.label for ws in weight_sets], list(config.hardware),
         )
-    _write_csv(os.path.join(workdir, "per_layer.csv"), per_layer, _PER_LAYER_FIELDS)
-    _write_csv(os.path.join(workdir, "totals.csv"), totals, _TOTAL_FIELDS)
-    table = format_table(totals)
+    outputs.write_csv(os.path.join(workdir, "per_layer.csv"), per_layer, _PER_LAYER_FIELDS)
+    outputs.write_csv(os.path.join(workdir, "totals.csv"), totals, _TOTAL_FIELDS)
+    table = "\n".join(weights_lib.summary(ws) for ws in weight_sets) + "\n\n" + format_table(totals)
     print(table)
     results = {
+        "weights": [{"label": ws.label, "sparsity": ws.sparsity, **ws.source} for ws in weight_sets],
         "units": {
             "cycles": "cycles", "energy": "pJ",
             "edp": "pJ x cycles (model: total cycles x total pJ)",
         },
         "reference": "rel_* are relative to the 'dense' hardware running the dense model "
-        "at the same sparsity",
-        "tasd": f"per-layer lowest-EDP series keeping >= {config.min_kept_l1} of the pruned "
-        "layer's L1 (a stand-in for TASDER's accuracy budget)",
+        "with the same weights",
+        "tasd": f"per-layer lowest-EDP series keeping >= {config.min_kept_l1} of the "
+        "layer's L1 (a weight-fidelity stand-in for TASDER's accuracy budget)",
         "energy_table": config.energy,
         "activation_density": config.activation_density,
         "hardware": {h: hardware(h).description for h in config.hardware},
@@ -311,6 +314,5 @@ def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "tasd_choice": choices,
         "table": table,
     }
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    outputs.write_json(os.path.join(workdir, "results.json"), results)
     return results

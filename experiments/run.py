@@ -1,32 +1,58 @@
 r"""Runs one experiment: `python -m experiments.run --config=configs/NAME.py --workdir=DIR`.
 
 Every config names its experiment in `config.experiment`; the experiment is a
-function `(config, workdir) -> dict` in the library, looked up in `EXPERIMENTS`.
-Fields are overridden on the command line with `--config.field=value`, and a
-config that takes a variant is chosen with `--config=configs/NAME.py:variant`.
+function `(config, workdir) -> dict` of a module in this package, looked up in
+`EXPERIMENTS`. Fields are overridden on the command line with
+`--config.field=value`, and a config that takes a variant is chosen with
+`--config=configs/NAME.py:variant`.
+
+Mistakes in the input end the command with one line on stderr (`error: ...`)
+and exit status 1, no traceback: an override of a field the config does not
+have (with the closest field name), and the experiments' `ConfigError` and
+`CheckpointError`, whose messages say what to change (`--verbosity=1` logs
+their traceback). `--resume_with_changes` lets a rerun resume a workdir with
+the fields that may change on resume changed (`experiments.train.CHANGEABLE_ON_RESUME`).
 """
 
-import importlib
+import difflib
+import re
+import sys
 from typing import Any, Callable
 
 from absl import app
 from absl import flags
 from absl import logging
+import ml_collections
 from ml_collections import config_flags
 
-# Experiment name -> "module:function". Imported lazily so that one experiment's
-# dependencies never slow down or break another's start.
-EXPERIMENTS = {
-    "decompose_report": "tasd_jax.reports:decompose_report",
-    "edp": "tasd_jax.cost.report:edp_report",
-    "train": "tasd_jax.train:train_and_evaluate",
-    "sweep": "tasd_jax.sweep:sweep",
+from experiments import decompose_report
+from experiments import edp_report
+from experiments import sweep
+from experiments import train
+from experiments import tw_kernels
+from tasd_jax import train as train_lib
+
+EXPERIMENTS: dict[str, Callable[[Any, str], Any]] = {
+    "train": train.train_and_evaluate,
+    "sweep": sweep.sweep,
+    "decompose_report": decompose_report.decompose_report,
+    "edp": edp_report.edp_report,
+    "tw_kernels": tw_kernels.tw_kernels,
 }
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to an ml_collections config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for every output of the run.")
+_RESUME_WITH_CHANGES = flags.DEFINE_bool(
+    "resume_with_changes", False,
+    "Resume a workdir whose run started with a config that differs from this one only in "
+    f"fields that may change on resume ({', '.join(train.CHANGEABLE_ON_RESUME)}); sets "
+    "config.resume_with_changes.",
+)
+
+# Errors whose message says what to change: reported in one line, without a traceback.
+_INPUT_ERRORS = (train.ConfigError, train_lib.CheckpointError)
 
 
 def experiment_fn(name: str) -> Callable[[Any, str], Any]:
@@ -35,8 +61,62 @@ def experiment_fn(name: str) -> Callable[[Any, str], Any]:
         raise ValueError(
             f"config.experiment={name!r} is not a known experiment; known: {sorted(EXPERIMENTS)}"
         )
-    module_name, fn_name = EXPERIMENTS[name].split(":")
-    return getattr(importlib.import_module(module_name), fn_name)
+    return EXPERIMENTS[name]
+
+
+def field_paths(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    """Dotted paths of every field of `config`, nested ConfigDicts and their fields alike."""
+    paths = []
+    for key, value in config.items():
+        paths.append(prefix + key)
+        if isinstance(value, ml_collections.ConfigDict):
+            paths.extend(field_paths(value, f"{prefix}{key}."))
+    return paths
+
+
+def _argument(argv: list[str], name: str) -> str | None:
+    """The value of `--name=VALUE` or `--name VALUE` in `argv`, None if absent."""
+    for i, arg in enumerate(argv):
+        if arg.lstrip("-") == name and arg.startswith("-") and i + 1 < len(argv):
+            return argv[i + 1]
+        if re.match(rf"^--?{re.escape(name)}=", arg):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def unknown_field_message(argv: list[str]) -> str | None:
+    """'unknown config field ...' for the first `--config.FIELD` of `argv` that the
+    config file does not have, with the closest field name; None if all exist."""
+    config_file = _argument(argv, "config")
+    if config_file is None:
+        return None
+    config = flags.FLAGS["config"].parser.parse(config_file)  # the flag's own loader
+    known = field_paths(config)
+    for arg in argv:
+        match = re.match(r"^--?(?:no)?config\.([^=]+)", arg)
+        if match and match[1] not in known:
+            # A typo is looked for among the fields beside it ("pruning.frequancy").
+            parent, _, name = match[1].rpartition(".")
+            siblings = {p.rpartition(".")[2]: p for p in known if p.rpartition(".")[0] == parent}
+            close = difflib.get_close_matches(name, list(siblings), n=1)
+            hint = (
+                f"; did you mean {siblings[close[0]]!r}?" if close
+                else f" ({config_file} has no such field)"
+            )
+            return f"unknown config field {match[1]!r}{hint}"
+    return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, where an override of a field the config does not have
+    (a bare AttributeError or KeyError from ml_collections) is one line naming it."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError):
+        message = unknown_field_message(argv)
+        if message is None:
+            raise
+        sys.exit(f"error: {message}")
 
 
 def main(argv: list[str]) -> None:
@@ -45,10 +125,17 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     if "experiment" not in config:
         raise ValueError("the config has no `experiment` field naming what to run")
+    if _RESUME_WITH_CHANGES.value:
+        with config.unlocked():
+            config.resume_with_changes = True
     logging.info("Running %s in %s", config.experiment, _WORKDIR.value)
-    experiment_fn(config.experiment)(config, _WORKDIR.value)
+    try:
+        experiment_fn(config.experiment)(config, _WORKDIR.value)
+    except _INPUT_ERRORS as err:
+        logging.debug("Traceback of the error below", exc_info=True)
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -1,36 +1,33 @@
-"""Training with gradual structured pruning: the tile-wise paper's prune / fine-tune loop.
+"""Training building blocks: state, optimizer and pruner from a config, jitted steps, checkpoints, export.
 
-Issue 5 §4; DESIGN.md §2 (recipes). flax-examples layout: `create_train_state`,
-pure `train_step` / `eval_step` (jit-able; `train_and_evaluate` jits them with
-the mesh shardings), and `train_and_evaluate(config, workdir)`, run by
-`python -m experiments.run --config=configs/tw_digits.py --workdir=DIR`.
+The tile-wise paper's prune / fine-tune loop (docs/tile_wise.md) is assembled
+from these by the `train` experiment (`experiments/train.py`, run as
+`python -m experiments.run --config=configs/tw_digits.py --workdir=DIR`), in
+the flax-examples layout: `create_train_state`, pure `train_step` /
+`eval_step` (jit-able; the driver jits them with the mesh shardings).
 
 * Optimizer: optax sgd / momentum / adam / adamw with a learning-rate schedule,
   wrapped by `tasd_jax.pruning.prune` when `config.pruning.rules` is non-empty,
   so the masks live in the optimizer state.
-* Data parallelism: a 1-D `jax.sharding.Mesh` over all local devices (axis
-  "data"); every batch is sharded along its leading axis, the train state is
-  replicated. The same config runs on 1 or n devices (the batch sizes must be
-  multiples of n).
-* Checkpoints (orbax) every `checkpoint_every` steps, the last `keep_checkpoints`
-  kept; each holds the train state (with the masks) and the input iterator's
-  state. Rerunning the same command resumes from the last one; on CPU the
-  resumed run ends with parameters bitwise equal to an uninterrupted run.
-* A non-finite loss (or update) stops the run (`FloatingPointError` naming the
-  step) before anything of that step is saved; earlier checkpoints are kept.
-
-Outputs in `workdir`: `metrics.jsonl` (one JSON object per logged step),
-`results.json`, `plots.png`, `export/params.npz` (final pruned weights,
-key = '/'-joined parameter path) and `export/batch_stats.npz` (if any),
-`checkpoints/`.
+* Schedules: a staged schedule's stage list is cut at the rules' target
+  sparsity, and its step budget (`num_steps`) follows from it when the config
+  leaves `num_steps` unset (`resolve_num_steps`).
+* Checkpoints (orbax): the train state (with the masks) and the input
+  iterator's state, so a rerun resumes exactly (`checkpoint_manager`,
+  `save_checkpoint`, `restore_latest`). Each step directory gets a manifest
+  (size and sha256 of every file) once orbax has finished it; restoring takes
+  the newest step that matches its manifest, so a truncated, garbled or
+  half-written checkpoint is skipped, never restored.
+* Export: `export_state` writes the weights and the model description that
+  every later stage reads back with `tasd_jax.export.load_export`;
+  `init_from_export` starts a run from one.
 """
 
-import functools
+import hashlib
 import json
 import logging as std_logging
 import os
-import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from absl import logging
 import flax
@@ -42,10 +39,11 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from tasd_jax import data as data_lib
+from tasd_jax import export as export_lib
 from tasd_jax import models
 from tasd_jax import patterns
 from tasd_jax import pruning
-from tasd_jax import tree_paths
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine", "linear")
@@ -82,7 +80,8 @@ class _OrbaxInfoFilter(std_logging.Filter):
         return record.levelno > std_logging.INFO or "orbax" not in record.pathname
 
 
-def _quiet_orbax() -> None:
+def quiet_orbax() -> None:
+    """Keeps orbax's per-checkpoint INFO records out of the absl log."""
     handler = logging.get_absl_handler()
     if not any(isinstance(f, _OrbaxInfoFilter) for f in handler.filters):
         handler.addFilter(_OrbaxInfoFilter())
@@ -130,7 +129,7 @@ def make_schedule(pruning_config: ml_collections.ConfigDict, target: float) -> p
         return pruning.one_shot(target, pruning_config.begin)
     if name == "staged":
         return pruning.staged(
-            pruning.stages_up_to(pruning_config.stages, target),
+            pruning.stage_list(pruning_config.stages, target),
             pruning_config.steps_per_stage,
             pruning_config.begin,
             pruning_config.get("mask_delay", 0),
@@ -142,6 +141,48 @@ def make_schedule(pruning_config: ml_collections.ConfigDict, target: float) -> p
     raise ValueError(f"config.pruning.schedule={name!r} is not one of {PRUNING_SCHEDULES}")
 
 
+RULES_FORM = (
+    'a tuple of (path regex, pattern spec[, axis]) tuples, e.g. '
+    '(("dense_[01]/kernel$", "tw(sparsity=0.75,g=32)"),)'
+)
+
+
+def _is_rule(rule: Any) -> bool:
+    """Whether `rule` has the form `(path regex, pattern spec or Pattern[, axis int or None])`."""
+    if isinstance(rule, str) or not isinstance(rule, (tuple, list)) or len(rule) not in (2, 3):
+        return False
+    axis = rule[2] if len(rule) == 3 else None
+    axis_ok = axis is None or (isinstance(axis, int) and not isinstance(axis, bool))
+    return isinstance(rule[0], str) and isinstance(rule[1], (str, patterns.Pattern)) and axis_ok
+
+
+def pruning_rules(config: ml_collections.ConfigDict) -> tuple[tuple, ...]:
+    """`config.pruning.rules` as a tuple of rules; () when there is no pruning (a dense run).
+
+    Raises:
+      ValueError: a malformed value, naming it and the form rules take
+        (a plain string, or one rule not wrapped in an outer tuple, would
+        otherwise be unpacked character by character).
+    """
+    pc = config.get("pruning")
+    rules = pc.get("rules") if pc is not None else None
+    if not rules:
+        return ()
+    if isinstance(rules, str) or not isinstance(rules, (tuple, list)):
+        raise ValueError(f"config.pruning.rules={rules!r} must be {RULES_FORM}")
+    for i, rule in enumerate(rules):
+        if not _is_rule(rule):
+            hint = (
+                " (a single rule still needs the outer tuple: ((regex, spec),))"
+                if isinstance(rule, str) else ""
+            )
+            raise ValueError(
+                f"config.pruning.rules[{i}]={rule!r} is not a (path regex, pattern spec[, axis]) "
+                f"tuple; config.pruning.rules must be {RULES_FORM}{hint}"
+            )
+    return tuple(tuple(rule) for rule in rules)
+
+
 def make_pruner(config: ml_collections.ConfigDict) -> pruning.Pruner | None:
     """The `Pruner` of `config.pruning`, or None when no rule is given (dense run).
 
@@ -149,13 +190,12 @@ def make_pruner(config: ml_collections.ConfigDict) -> pruning.Pruner | None:
     (other patterns follow proportionally; see `pruning.Pruner`), or 0 when
     none has one (N:M: the pattern is applied at every update).
     """
-    pc = config.get("pruning")
-    if pc is None or not pc.get("rules"):
+    rules = pruning_rules(config)
+    if not rules:
         return None
-    rules = tree_paths.as_rules(pc.rules)
-    # Parse first so that a bad spec is reported as such, not as a schedule error.
-    specs = [patterns.parse(r.value) for r in rules]
-    target = max((getattr(p, "sparsity", 0.0) for p in specs), default=0.0)
+    pc = config.pruning
+    # Parses the specs first, so that a bad spec is reported as such, not as a schedule error.
+    target = pruning.final_sparsity(rules)
     return pruning.Pruner(
         rules=rules,
         schedule=make_schedule(pc, target),
@@ -165,10 +205,46 @@ def make_pruner(config: ml_collections.ConfigDict) -> pruning.Pruner | None:
     )
 
 
-def make_model(config: ml_collections.ConfigDict, num_classes: int) -> flax.linen.Module:
+def resolve_num_steps(config: ml_collections.ConfigDict) -> int:
+    """`config.num_steps`, or when it is None the end of a staged schedule:
+    `pruning.begin + stages * pruning.steps_per_stage` (the last stage fine-tunes
+    for its full length), so the budget is derived from the target sparsity."""
+    if config.num_steps is not None:
+        return config.num_steps
+    rules = pruning_rules(config)
+    pc = config.get("pruning")
+    if not rules or pc.schedule != "staged":
+        raise ValueError(
+            "config.num_steps is None; it can only be derived for a staged pruning schedule "
+            "(set --config.num_steps)"
+        )
+    stages = pruning.stage_list(pc.stages, pruning.final_sparsity(rules))
+    return pc.begin + len(stages) * pc.steps_per_stage
+
+
+def model_kwargs(config: ml_collections.ConfigDict, num_classes: int) -> dict[str, Any]:
+    """The model's fields: `config.model_kwargs` plus the data set's `num_classes`."""
     kwargs = dict(config.get("model_kwargs", {}))
     kwargs.setdefault("num_classes", num_classes)
-    return models.get_model(config.model, **kwargs)
+    return kwargs
+
+
+def make_model(config: ml_collections.ConfigDict, num_classes: int) -> flax.linen.Module:
+    return models.get_model(config.model, **model_kwargs(config, num_classes))
+
+
+def make_inputs(config: ml_collections.ConfigDict, num_devices: int) -> data_lib.InputPipeline:
+    """The data of `config`: images (any tfds image data set) or pre-tokenized text."""
+    common = dict(
+        batch_size=config.batch_size, eval_batch_size=config.eval_batch_size, seed=config.seed,
+        data_dir=config.get("data_dir"), eval_split=config.get("eval_split", "test"),
+    )
+    if config.get("input", "image") == "tokens":
+        return data_lib.token_inputs(config.dataset, **common)
+    return data_lib.image_inputs(
+        config.dataset, image_size=config.get("image_size"), augment=config.get("augment", False),
+        num_devices=num_devices, **common,
+    )
 
 
 def model_inputs(batch: Mapping[str, jax.Array]) -> tuple[tuple, dict]:
@@ -252,6 +328,12 @@ def eval_step(state: TrainState, batch: Mapping[str, jax.Array]) -> dict:
     Returns {"loss_sum", "correct", "count"} as scalars.
     """
     logits, _ = _forward(state, state.params, batch, train=False)
+    return batch_metrics(logits, batch)
+
+
+def batch_metrics(logits: jax.Array, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """{"loss_sum", "correct", "count"} of logits [B, classes] over the rows where
+    `batch["mask"]` [B] is True (the real examples of a padded batch)."""
     mask = batch["mask"].astype(jnp.float32)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
@@ -262,359 +344,225 @@ def eval_step(state: TrainState, batch: Mapping[str, jax.Array]) -> dict:
     }
 
 
-# --------------------------------------------------------------------------
-# Data: (num_classes, endless train iterator with get_state/set_state,
-# re-iterable padded eval batches with a "mask", an example batch for init).
 
 
-def image_data(config: ml_collections.ConfigDict, num_devices: int) -> tuple:
-    """Image classification through `tasd_jax.data` (any prepared tfds image data set)."""
-    from tasd_jax import data as data_lib  # imported late: tfds is slow to import
+def evaluate(
+    eval_fn: Callable[[Mapping[str, Any]], Mapping[str, jax.Array]],
+    batches: Iterable[Mapping[str, np.ndarray]],
+    put: Callable[[Any], Any] = lambda x: x,
+) -> dict[str, float]:
+    """Loss and accuracy over one pass of padded, masked batches.
 
-    info = data_lib.dataset_info(config.dataset, config.get("data_dir"))
-    common = dict(
-        data_dir=config.get("data_dir"), image_size=config.get("image_size"), num_devices=num_devices
-    )
-    train_iter = data_lib.train_iterator(
-        config.dataset, batch_size=config.batch_size, seed=config.seed,
-        augment=config.get("augment", False), **common,
-    )
-    eval_data = data_lib.eval_batches(
-        config.dataset, batch_size=config.eval_batch_size,
-        split=config.get("eval_split", "test"), **common,
-    )
-    height, width, channels = info.image_shape
-    size = config.get("image_size")
-    example = {"image": np.zeros((1, height or size, width or size, channels), np.float32)}
-    return info.num_classes, train_iter, eval_data, example
-
-
-TOKEN_FEATURES = ("input_ids", "token_type_ids", "attention_mask")
-
-
-def token_data(config: ml_collections.ConfigDict, num_devices: int) -> tuple:
-    """Pre-tokenized text classification (BERT recipe) from a prepared tfds data set.
-
-    The data set needs features `input_ids` (int [L]) and `label` (ClassLabel),
-    optionally `token_type_ids` and `attention_mask` (int/bool [L]), stored as
-    array_record (read with `tfds` data sources, no TensorFlow). Training
-    batches are shuffled per epoch with `config.seed` (grain); evaluation is
-    one ordered pass, the last batch padded and marked by `mask`.
+    Args:
+      eval_fn: batch -> {"loss_sum", "correct", "count"} (e.g. a jitted `eval_step`).
+      batches: the evaluation batches.
+      put: places a host batch on the devices.
     """
-    import grain
-    import tensorflow_datasets as tfds
-
-    del num_devices  # batch sizes were checked against it already
-    try:
-        builder = tfds.builder(config.dataset, data_dir=config.get("data_dir"))
-    except tfds.core.registered.DatasetNotFoundError as err:
-        raise ValueError(f"unknown data set {config.dataset!r}: not a tfds builder") from err
-    if not builder.is_prepared():
-        raise FileNotFoundError(
-            f"data set {config.dataset!r} is not prepared in {builder.data_dir}: prepare it once "
-            "with tfds (file_format='array_record')"
-        )
-    features = builder.info.features
-    missing = [f for f in ("input_ids", "label") if f not in features]
-    if missing:
-        raise ValueError(
-            f"data set {config.dataset!r} lacks the token features {missing}; it has {list(features)}"
-        )
-    keys = [k for k in TOKEN_FEATURES if k in features] + ["label"]
-
-    def stack(examples: list[dict]) -> dict[str, np.ndarray]:
-        return {k: np.stack([np.asarray(e[k]) for e in examples]).astype(np.int32) for k in keys}
-
-    train_source = builder.as_data_source(split="train")
-    train = (
-        grain.MapDataset.range(len(train_source))
-        .seed(config.seed)
-        .shuffle()
-        .batch(config.batch_size, drop_remainder=True)
-        .map(lambda idx: stack(train_source.__getitems__([int(i) for i in idx])))
-        .repeat(None)
-    )
-    eval_source = builder.as_data_source(split=config.get("eval_split", "test"))
-    batch_size = config.eval_batch_size
-
-    def eval_batch(i: int) -> dict[str, np.ndarray]:
-        idx = range(i * batch_size, min((i + 1) * batch_size, len(eval_source)))
-        batch = stack(eval_source.__getitems__(list(idx)))
-        pad = batch_size - len(idx)
-        batch = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
-        return {**batch, "mask": np.arange(batch_size) < len(idx)}
-
-    options = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)
-    eval_data = (
-        grain.MapDataset.range(-(-len(eval_source) // batch_size)).map(eval_batch)
-        .to_iter_dataset(options)
-    )
-    example = {k: np.zeros((1, *features[k].shape), np.int32) for k in keys if k != "label"}
-    return (
-        features["label"].num_classes,
-        iter(train.to_iter_dataset(options)),
-        eval_data,
-        example,
-    )
-
-
-# --------------------------------------------------------------------------
-# The loop.
-
-
-def _evaluate(eval_fn, batches: Iterator[Mapping[str, np.ndarray]], put) -> dict[str, float]:
     totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
     for batch in batches:
         for k, v in eval_fn(put(batch)).items():
             totals[k] += float(v)
-    count = max(totals["count"], 1.0)
-    return {"test_loss": totals["loss_sum"] / count, "test_accuracy": totals["correct"] / count}
+    if totals["count"] == 0:
+        raise ValueError("the evaluation data is empty: no example to score")
+    return {
+        "test_loss": totals["loss_sum"] / totals["count"],
+        "test_accuracy": totals["correct"] / totals["count"],
+    }
 
 
-def _read_metrics(path: str, up_to_step: int | None = None) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return [r for r in rows if up_to_step is None or r["step"] <= up_to_step]
+# --------------------------------------------------------------------------
+# Checkpoints and exports.
 
 
-def _write_metrics(path: str, rows: list[dict]) -> None:
-    with open(path, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+MANIFEST = "sha256_manifest.json"  # in each step directory, written after orbax finished the step
 
 
-def _to_python(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in metrics.items():
-        v = np.asarray(v)
-        out[k] = bool(v) if v.dtype == bool else float(v)
+class CheckpointError(RuntimeError):
+    """A checkpoint directory holds checkpoints, but none of them is intact."""
+
+
+def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+    """orbax manager of `workdir/checkpoints`, saving every `checkpoint_every` steps.
+
+    Saves are synchronous, so `save_checkpoint` can checksum a step as soon as
+    it returns (a few ms per step for the quick start). orbax deletes nothing
+    (no `max_to_keep`): `save_checkpoint` deletes old steps itself, only after
+    the new step's manifest is on disk, so a kill at any moment leaves an
+    intact checkpoint behind.
+    """
+    quiet_orbax()
+    return ocp.CheckpointManager(
+        os.path.abspath(os.path.join(workdir, "checkpoints")),
+        options=ocp.CheckpointManagerOptions(
+            save_interval_steps=config.checkpoint_every, cleanup_tmp_directories=True,
+            enable_async_checkpointing=False,
+        ),
+    )
+
+
+def step_directory(manager: ocp.CheckpointManager, step: int) -> str:
+    """The directory of `step` (orbax's default step names: the bare number)."""
+    return os.path.join(str(manager.directory), str(step))
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _step_files(step_dir: str) -> list[str]:
+    """Every file under `step_dir` but the manifest, as sorted relative paths."""
+    paths = (
+        os.path.relpath(os.path.join(root, name), step_dir)
+        for root, _, names in os.walk(step_dir)
+        for name in names
+    )
+    return sorted(p for p in paths if p != MANIFEST)
+
+
+def write_manifest(step_dir: str) -> None:
+    """Records the size and sha256 of every file of a finished step in `step_dir/MANIFEST`."""
+    paths = {rel: os.path.join(step_dir, rel) for rel in _step_files(step_dir)}
+    files = {rel: {"bytes": os.path.getsize(p), "sha256": _sha256(p)} for rel, p in paths.items()}
+    tmp = os.path.join(step_dir, MANIFEST + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump({"files": files}, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(step_dir, MANIFEST))
+
+
+def checkpoint_problem(step_dir: str) -> str | None:
+    """None when every file of the step matches its manifest; otherwise what is wrong."""
+    try:
+        with open(os.path.join(step_dir, MANIFEST)) as f:
+            recorded = json.load(f)["files"]
+    except FileNotFoundError:
+        return f"it has no {MANIFEST} (its save did not finish, or the file was deleted)"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"its {MANIFEST} is unreadable ({err})"
+    present = _step_files(step_dir)
+    missing = sorted(set(recorded) - set(present))
+    extra = sorted(set(present) - set(recorded))
+    if missing or extra:
+        return f"files missing {missing}, unexpected {extra}"
+    for rel in present:
+        path, expected = os.path.join(step_dir, rel), recorded[rel]
+        size = os.path.getsize(path)
+        if size != expected["bytes"]:
+            return f"{rel} has {size} bytes, {expected['bytes']} were written (truncated?)"
+        if _sha256(path) != expected["sha256"]:
+            return f"{rel} does not match its sha256 (its bytes changed)"
+    return None
+
+
+def save_checkpoint(
+    manager: ocp.CheckpointManager, state: TrainState, data_state: Any, *, keep: int,
+    force: bool = False,
+) -> bool:
+    """Saves the state and the input iterator's state at `state.step`, with its manifest.
+
+    Then deletes all but the newest `keep` steps. Returns whether a step was
+    saved (orbax skips steps off its interval unless `force`).
+    """
+    step = int(state.step)
+    saved = manager.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
+        ),
+        force=force,
+    )
+    if saved:
+        manager.wait_until_finished()  # no-op when synchronous; the manifest needs the final files
+        write_manifest(step_directory(manager, step))
+        for old in sorted(manager.all_steps())[:-keep]:
+            manager.delete(old)
+    return saved
+
+
+def restore_latest(
+    manager: ocp.CheckpointManager, state: TrainState
+) -> tuple[TrainState, Any] | None:
+    """(state, input iterator state) of the newest intact checkpoint, shaped like `state`.
+
+    Steps are tried newest first; one whose files do not match its manifest
+    (missing, truncated or changed files, no manifest) is skipped with a
+    warning naming it, and deleted once an older step is restored, since the
+    resumed run saves that step again (orbax saves only steps newer than its
+    latest).
+
+    Returns:
+      None when there is no checkpoint.
+
+    Raises:
+      CheckpointError: there are checkpoints, but none is intact.
+    """
+    skipped = {}
+    for step in sorted(manager.all_steps(), reverse=True):
+        problem = checkpoint_problem(step_directory(manager, step))
+        if problem is None:
+            for newer in skipped:
+                manager.delete(newer)
+            restored = manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(
+                        jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+                    ),
+                    data=ocp.args.JsonRestore(),
+                ),
+            )
+            return restored.state, restored.data
+        logging.warning("Skipping the checkpoint %s: %s", step_directory(manager, step), problem)
+        skipped[step] = problem
+    if skipped:
+        found = "; ".join(f"step {step}: {problem}" for step, problem in skipped.items())
+        raise CheckpointError(
+            f"no intact checkpoint in {manager.directory} ({found}); delete that directory to "
+            "start the run over, or use a new workdir"
+        )
+    return None
+
+
+def state_variables(state: TrainState) -> dict[str, Any]:
+    """The model variables of a train state: {"params", "batch_stats" if any}."""
+    out = {"params": state.params}
+    if state.batch_stats:
+        out["batch_stats"] = state.batch_stats
     return out
 
 
-def plot_metrics(rows: list[dict], path: str) -> None:
-    """Loss, accuracy and sparsity against step, one panel each, to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    panels = (
-        ("loss", ("train_loss", "test_loss")),
-        ("accuracy", ("train_accuracy", "test_accuracy")),
-        ("sparsity (pruned params)", ("sparsity",)),
-    )
-    for ax, (title, keys) in zip(axes, panels):
-        for key in keys:
-            points = [(r["step"], r[key]) for r in rows if key in r]
-            if points:
-                steps, values = zip(*points)
-                ax.plot(steps, values, marker="." if len(points) < 50 else None, label=key)
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if ax.lines:  # a dense run has no sparsity to draw
-            ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _load_init(init_dir: str, state: TrainState) -> TrainState:
-    """Starts from exported weights (`export/` of an earlier run): params and batch_stats."""
-
-    def load(name, like):
-        path = os.path.join(init_dir, f"{name}.npz")
-        if not os.path.exists(path):
-            raise ValueError(f"config.init_from={init_dir!r} has no {name}.npz")
-        with np.load(path) as data:
-            flat = {k: jnp.asarray(data[k]) for k in data.files}
-        shapes = {k: v.shape for k, v in tree_paths.flatten(like).items()}
-        got = {k: v.shape for k, v in flat.items()}
-        if shapes != got:
-            raise ValueError(f"{path} does not fit the model: expected {shapes}, got {got}")
-        return tree_paths.unflatten(flat, like=like)
-
-    params = load("params", state.params)
-    batch_stats = load("batch_stats", state.batch_stats) if state.batch_stats else state.batch_stats
-    return state.replace(params=params, batch_stats=batch_stats, opt_state=state.tx.init(params))
-
-
-def export_weights(state: TrainState, export_dir: str) -> None:
-    """Writes params.npz (and batch_stats.npz) keyed by '/'-joined parameter path."""
-    os.makedirs(export_dir, exist_ok=True)
-    for name, tree in (("params", state.params), ("batch_stats", state.batch_stats)):
-        flat = {k: np.asarray(jax.device_get(v)) for k, v in tree_paths.flatten(tree).items()}
-        if flat:
-            np.savez(os.path.join(export_dir, f"{name}.npz"), **flat)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains (and prunes) `config.model` on `config.dataset`; writes results to `workdir`.
-
-    Config fields: see configs/tw_digits.py (documented there).
-
-    Returns:
-      The contents of `workdir/results.json`.
-
-    Raises:
-      ValueError: bad config (unknown model, data set, optimizer, pattern,
-        schedule, or a pruning rule that matches no parameter), before training.
-      FloatingPointError: the training loss became NaN or inf.
-    """
-    os.makedirs(workdir, exist_ok=True)
-    _quiet_orbax()
-    devices = jax.local_devices()
-    for field in ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
-        if not isinstance(config[field], int) or config[field] < 1:
-            raise ValueError(f"config.{field}={config[field]!r} must be an integer >= 1")
-    for field in ("batch_size", "eval_batch_size"):
-        if config[field] % len(devices):
-            raise ValueError(
-                f"config.{field}={config[field]} must be a multiple of the {len(devices)} "
-                "local devices (the batch is split evenly across them)"
-            )
-    tx = make_optimizer(config)
-    pruner = make_pruner(config)
-    if pruner is not None:
-        tx = pruning.prune(tx, pruner)
-    if config.get("input", "image") == "tokens":
-        num_classes, train_iter, eval_data, example_batch = token_data(config, len(devices))
-    else:
-        num_classes, train_iter, eval_data, example_batch = image_data(config, len(devices))
-    model = make_model(config, num_classes)
-
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("data",))
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    put = functools.partial(jax.device_put, device=sharded)
-
-    state = create_train_state(
-        jax.random.PRNGKey(config.seed), model, example_batch, tx
-    )
-    if pruner is not None:
-        pruner.targets(state.params)  # a rule matching nothing fails here, before training
-    if config.get("init_from"):
-        state = _load_init(config.init_from, state)
-    state = jax.device_put(state, replicated)
-
-    p_train_step = jax.jit(
-        train_step, in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
-        donate_argnums=0,
-    )
-    p_eval_step = jax.jit(eval_step, in_shardings=(replicated, sharded), out_shardings=replicated)
-    p_sparsity = jax.jit(
-        lambda s: pruning.sparsity_metrics(pruner, s.params, s.opt_state) if pruner else {}
+def init_from_export(state: TrainState, export: export_lib.Export) -> TrainState:
+    """Starts from exported weights (params and batch_stats); a fresh optimizer state."""
+    variables = export.variables_like(state_variables(state))
+    params = variables["params"]
+    return state.replace(
+        params=params,
+        batch_stats=variables.get("batch_stats", state.batch_stats),
+        opt_state=state.tx.init(params),
     )
 
-    ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    manager = ocp.CheckpointManager(
-        ckpt_dir,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=config.keep_checkpoints, save_interval_steps=config.checkpoint_every,
-            cleanup_tmp_directories=True,
-        ),
+
+def export_state(
+    state: TrainState,
+    export_dir: str,
+    config: ml_collections.ConfigDict,
+    inputs: data_lib.InputPipeline,
+) -> None:
+    """Writes the weights and the model description of `config` (see `tasd_jax.export`)."""
+    (name, example), = [(k, v) for k, v in inputs.example_batch.items() if k in ("image", "input_ids")]
+    pc = config.get("pruning")
+    export_lib.save_export(
+        export_dir,
+        jax.device_get(state_variables(state)),
+        model=config.model,
+        model_kwargs=model_kwargs(config, inputs.num_classes),
+        input_shape=tuple(example.shape),
+        input_dtype=str(example.dtype),
+        dataset=config.get("dataset"),
+        pruning_rules=tuple((r[0], r[1]) for r in pc.rules) if pc is not None and pc.get("rules") else (),
     )
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
-    start = manager.latest_step()
-    if start is not None:
-        restored = manager.restore(
-            start,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, state)),
-                data=ocp.args.JsonRestore(),
-            ),
-        )
-        state = restored.state
-        train_iter.set_state(restored.data)
-        # Rows logged after the checkpoint are logged again by the resumed run.
-        rows = _read_metrics(metrics_path, up_to_step=start)
-        logging.info("Resumed from the checkpoint at step %d in %s", start, ckpt_dir)
-    else:
-        start, rows = 0, []
-    _write_metrics(metrics_path, rows)
-
-    # The dense model just before the first mask is the baseline the pruned one is held to
-    # (at step 0 only when it starts from trained weights).
-    dense_eval_step = pruner.schedule.begin if pruner is not None else None
-    if dense_eval_step == 0 and not config.get("init_from"):
-        dense_eval_step = None
-    step, t_last, steps_since = start, time.perf_counter(), 0
-    with open(metrics_path, "a") as metrics_file:
-
-        def log(row):
-            rows.append(row)
-            metrics_file.write(json.dumps(row) + "\n")
-            metrics_file.flush()
-
-        def evaluate():
-            return _evaluate(lambda b: p_eval_step(state, b), eval_data, put)
-
-        while step < config.num_steps:
-            if step == dense_eval_step and not any("dense_test_accuracy" in r for r in rows):
-                log({"step": step, **{f"dense_{k}": v for k, v in evaluate().items()}})
-            state, metrics = p_train_step(state, put(next(train_iter)))
-            loss = float(metrics["loss"])  # a sync per step: catches the first bad step
-            step += 1
-            steps_since += 1
-            if not (np.isfinite(loss) and bool(metrics["params_finite"])):
-                manager.wait_until_finished()
-                what = f"loss is {loss}" if not np.isfinite(loss) else "the updated parameters are not finite"
-                raise FloatingPointError(
-                    f"training {what} at step {step}; stopped. The last good checkpoint "
-                    f"(step {manager.latest_step()}) is kept in {ckpt_dir}"
-                )
-            if step % config.checkpoint_every == 0 or step == config.num_steps:
-                manager.save(
-                    step,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardSave(state),
-                        data=ocp.args.JsonSave(train_iter.get_state()),
-                    ),
-                    force=step == config.num_steps,
-                )
-            is_eval = step % config.eval_every == 0 or step == config.num_steps
-            if step % config.log_every == 0 or is_eval:
-                row = {"step": step, "train_loss": loss, "train_accuracy": float(metrics["accuracy"])}
-                row.update(_to_python(p_sparsity(state)))
-                if is_eval:
-                    row.update(evaluate())
-                now = time.perf_counter()
-                steps_per_s, t_last, steps_since = steps_since / (now - t_last), now, 0
-                log(row)
-                logging.info(
-                    "step %d/%d  loss %.4f  train acc %.4f%s%s  %.1f steps/s",
-                    step, config.num_steps, loss, row["train_accuracy"],
-                    f"  test acc {row['test_accuracy']:.4f}" if is_eval else "",
-                    f"  sparsity {row['sparsity']:.3f}" if "sparsity" in row else "",
-                    steps_per_s,
-                )
-    manager.wait_until_finished()
-    manager.close()
-
-    final_eval = evaluate()
-    final_sparsity = _to_python(p_sparsity(state))
-    final = {
-        "step": step,
-        **final_eval,
-        "sparsity": final_sparsity.pop("sparsity", 0.0),
-        "pattern_valid": final_sparsity.pop("pattern_valid", True),
-        "layer_sparsity": {k.removeprefix("sparsity/"): v for k, v in final_sparsity.items()},
-    }
-    dense_rows = [r for r in rows if "dense_test_accuracy" in r]
-    if dense_rows:
-        final["dense_test_accuracy"] = dense_rows[-1]["dense_test_accuracy"]
-        final["accuracy_drop"] = final["dense_test_accuracy"] - final["test_accuracy"]
-    results = {
-        "final": final,
-        "num_devices": len(devices),
-        "pruned_params": [t.path for t in pruner.targets(state.params)] if pruner else [],
-        "config": config.to_dict(),
-    }
-    export_weights(state, os.path.join(workdir, "export"))
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2, default=str)
-    plot_metrics(rows, os.path.join(workdir, "plots.png"))
-    logging.info("Final: %s", {k: v for k, v in final.items() if k != "layer_sparsity"})
-    return results

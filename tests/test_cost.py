@@ -1,4 +1,4 @@
-"""Tests of tasd_jax.cost: GEMM extraction, hardware data, the EDP model, the report."""
+"""Tests of tasd_jax.cost (GEMM extraction, hardware data, the EDP model) and the EDP experiment."""
 
 import csv
 import json
@@ -13,8 +13,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tasd_jax import cost, patterns
-from tasd_jax.cost import report, workloads
+from experiments import edp_report as report
+from tasd_jax import cost, models, patterns
 
 # --------------------------------------------------------------------------- gemms_of
 
@@ -98,14 +98,19 @@ def test_gemms_of_bad_params_argnums():
         cost.gemms_of(lambda a: a @ a, jnp.ones((2, 2)), params_argnums=(3,))
 
 
+def _gemms(name, input_shape):
+    model, variables = models.init_model(name, input_shape, seed=None)
+    return report.workload(name, model, variables, input_shape).gemms
+
+
 def test_resnet50_and_bert_mac_totals():
-    r50 = workloads.workload("resnet50", (1, 224, 224, 3), seed=None).gemms
+    r50 = _gemms("resnet50", (1, 224, 224, 3))
     assert len(r50) == 54  # 53 convolutions and the classifier
     macs = cost.total_macs(r50)
     assert macs == 4_089_184_256  # torchvision's 4.09 GMACs (~4.1 G multiply-adds published)
     assert sum(g.op == "conv" for g in r50) == 53
     for seq in (128, 384):
-        bert = workloads.workload("bert", (1, seq), seed=None).gemms
+        bert = _gemms("bert", (1, seq))
         assert len(bert) == 12 * 8 + 2
         h, ff, heads = 768, 3072, 12
         per_layer = 4 * seq * h * h + 2 * seq * h * ff + 2 * heads * seq * seq * (h // heads)
@@ -276,7 +281,7 @@ def test_bad_arguments_raise():
         cost.estimate(g, "stc", weight_series={"nope": "2:4"})
     with pytest.raises(ValueError, match="no weight operand"):
         cost.estimate(g, "stc", weight_series={"att": "2:4"})
-    with pytest.raises(ValueError, match=r"density must lie in \(0, 1\]; got \[1.5, 1.5\]"):
+    with pytest.raises(ValueError, match=r"density must lie in \[0, 1\]; got \[1.5, 1.5\]"):
         cost.estimate(g, "dense", density=1.5)
     with pytest.raises(ValueError, match="3 entries for 2 GEMMs"):
         cost.estimate(g, "dense", weight_series=["dense"] * 3)
@@ -308,7 +313,10 @@ def _small_config():
     config.model_kwargs = ml_collections.ConfigDict({"hidden": (64, 32)})
     config.input_shapes = ((16, 8, 8, 1),)
     config.seed = 0
+    config.init_from = None
     config.sparsities = (0.5, 0.9)
+    config.prune = None
+    config.rule = r"kernel$"
     config.hardware = ("dense", "stc", "vegeta_m8", "dstc", "ttc")
     config.series = ("dense", "2:4", "1:4", "2:8+1:8")
     config.energy = "sparseloop45"
@@ -320,8 +328,11 @@ def _small_config():
 def test_edp_report_end_to_end(tmp_path, capsys):
     results = report.edp_report(_small_config(), str(tmp_path))
     assert "EDP relative to dense core" in capsys.readouterr().out
-    for name in ("per_layer.csv", "totals.csv", "results.json", "edp_mlp_16x8x8x1.png"):
-        assert os.path.getsize(tmp_path / name) > 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "edp_mlp_16x8x8x1.png") as image:  # one bar panel per weight set
+        assert image.format == "PNG" and image.size[0] >= 2 * 400
+        assert len(set(image.convert("L").getdata())) > 2
     with open(tmp_path / "totals.csv") as f:
         totals = list(csv.DictReader(f))
     # runs per sparsity: dense 1+tasd, stc 2+tasd, vegeta_m8 4+tasd, dstc 4+tasd, ttc 4+tasd
@@ -340,7 +351,11 @@ def test_edp_report_end_to_end(tmp_path, capsys):
     assert results["workloads"]["mlp_16x8x8x1"] == {"gemms": 3, "macs": 16 * (64 * 64 + 64 * 32 + 32 * 10),
                                                      "weight_gemms": 3}
     with open(tmp_path / "results.json") as f:
-        assert json.load(f)["tasd_choice"]["mlp_16x8x8x1/0.9/ttc"]
+        saved = json.load(f)
+    assert saved["tasd_choice"]["mlp_16x8x8x1/ew(sparsity=0.9)/ttc"]
+    assert [w["label"] for w in saved["weights"]] == ["ew(sparsity=0.5)", "ew(sparsity=0.9)"]
+    assert saved["weights"][0]["source"] == "random_init"
+    assert [round(w["sparsity"], 3) for w in saved["weights"]] == [0.5, 0.9]
 
 
 def test_edp_report_rejects_config_without_dense(tmp_path):
@@ -348,3 +363,10 @@ def test_edp_report_rejects_config_without_dense(tmp_path):
     config.hardware = ("stc",)
     with pytest.raises(ValueError, match="must both include 'dense'"):
         report.edp_report(config, str(tmp_path))
+
+
+def test_a_fully_pruned_layer_costs_no_mac_and_stays_finite():
+    g = [cost.GEMM("empty", 64, 128, 64), cost.GEMM("full", 64, 128, 64)]
+    est = cost.estimate(g, "dstc", density=[0.0, 1.0])
+    assert est.energy_by_part["mac"][0] == 0.0 < est.energy_by_part["mac"][1]
+    assert est.compute_cycles[0] == 0 and np.isfinite(est.total_edp)

@@ -1,23 +1,13 @@
-"""Tests of the TW-sparse Dense layer (tasd_jax.kernels.layers, issue 6 §1)."""
+"""Tests of the TW-sparse Dense layer (tasd_jax.kernels.layers)."""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import traverse_util
 
-from tasd_jax import kernels, patterns
+from tasd_jax import kernels, pruning
 from tasd_jax.models import get_model
-
-
-def prune_kernels(params, spec):
-    pattern = patterns.parse(spec)
-    flat = traverse_util.flatten_dict(params, sep="/")
-    for path, leaf in flat.items():
-        if path.endswith("kernel") and leaf.ndim == 2:
-            flat[path] = jnp.where(pattern.mask(jnp.abs(leaf), axis=0), leaf, 0)
-    return traverse_util.unflatten_dict(flat, sep="/")
 
 
 def test_twdense_unpacked_is_nn_dense():
@@ -44,7 +34,9 @@ def test_bert_with_packed_tw_kernels_matches_masked_dense(jit):
         num_classes=3,
     )
     ids = jax.random.randint(jax.random.key(2), (2, 16), 0, 50)
-    params = prune_kernels(model.init(jax.random.key(0), ids)["params"], "tw(sparsity=0.75,g=32)")
+    params, _ = pruning.prune_tree(
+        model.init(jax.random.key(0), ids)["params"], [(r"kernel$", "tw(sparsity=0.75,g=32)")]
+    )
     variables = kernels.pack_tw_params(params, 32)
     assert "kernel" not in variables["params"]["layer_0"]["intermediate"]
     assert isinstance(variables["tw"]["layer_0"]["intermediate"]["kernel"], kernels.PackedTW)

@@ -323,3 +323,33 @@ def test_masks_are_checkpointed_with_the_optimizer_state(tmp_path):
     assert isinstance(restored, pruning.PruneState)
     np.testing.assert_array_equal(restored.masks[0], state.masks[0])
     assert restored.masks[0].dtype == jnp.bool_
+
+
+def test_stage_list_by_name_or_numbers_cut_at_the_target():
+    assert pruning.stage_list("tw_vgg16", 0.75) == (0.25, 0.40, 0.50, 0.60, 0.65, 0.70, 0.75)
+    assert pruning.stage_list("tw_bert", 0.6) == (0.25, 0.35, 0.50, 0.55, 0.6)
+    assert pruning.stage_list("0.3,0.6,0.9", 0.7) == (0.3, 0.6, 0.7)
+    with pytest.raises(ValueError, match="pruning.stages='vgg'"):
+        pruning.stage_list("vgg", 0.5)
+
+
+def test_prune_tree_prunes_once_like_the_pruner_and_leaves_the_rest():
+    params = _params()
+    pruned, keep = pruning.prune_tree(params, [(r"layer_[01]/kernel$", "tw(sparsity=0.75,g=16)")])
+    assert sorted(keep) == ["layer_0/kernel", "layer_1/kernel"]
+    tw = patterns.parse("tw(sparsity=0.75,g=16)")
+    for name in ("layer_0", "layer_1"):
+        w = pruned[name]["kernel"]
+        np.testing.assert_allclose(float(jnp.mean(w == 0)), 0.75, atol=0.02)
+        assert bool(tw.conforms(w != 0))
+        kept = np.asarray(keep[f"{name}/kernel"])
+        np.testing.assert_array_equal(np.asarray(w)[kept], np.asarray(params[name]["kernel"])[kept])
+    np.testing.assert_array_equal(pruned["head"]["kernel"], params["head"]["kernel"])
+
+    # One threshold across layers: the combined sparsity is the target, layers differ.
+    pruned, _ = pruning.prune_tree(params, [(r"kernel$", "ew(sparsity=0.5)")], global_threshold=True)
+    zeros = sum(int(jnp.sum(pruned[n]["kernel"] == 0)) for n in ("layer_0", "layer_1", "head"))
+    total = sum(pruned[n]["kernel"].size for n in ("layer_0", "layer_1", "head"))
+    assert zeros == total // 2
+    with pytest.raises(ValueError, match="match no parameter"):
+        pruning.prune_tree(params, [(r"conv", "2:4")])

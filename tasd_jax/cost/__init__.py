@@ -1,4 +1,4 @@
-"""Hardware cost model: GEMMs of a model, accelerators, latency / energy / EDP (issue 4).
+"""Hardware cost model: GEMMs of a model, accelerators, latency / energy / EDP.
 
     from tasd_jax import cost
     gemms = cost.gemms_of(model.apply, variables, images)
@@ -11,7 +11,7 @@ unstructured design and the TASD tensor core. `edp` documents every assumption.
 """
 
 from tasd_jax.cost.edp import Estimate, estimate
-from tasd_jax.cost.gemms import GEMM, gemms_of, total_macs
+from tasd_jax.cost.gemms import GEMM, gemms_of, model_gemms, total_macs
 from tasd_jax.cost.hardware import (
     ENERGY_TABLES,
     Access,
@@ -32,5 +32,6 @@ __all__ = [
     "gemms_of",
     "hardware",
     "hardware_names",
+    "model_gemms",
     "total_macs",
 ]

@@ -1,4 +1,4 @@
-r"""Latency, energy and EDP of structured-sparse GEMMs (TASD paper evaluation; DESIGN.md §2).
+r"""Latency, energy and EDP of structured-sparse GEMMs (TASD paper evaluation; docs/cost_model.md).
 
 An analytic model, vectorised over GEMMs (numpy arrays of length G, never a
 Python loop over tiles), simple enough to recompute one GEMM by hand. GEMM
@@ -367,9 +367,10 @@ def _per_gemm(value: Any, gemms: tuple[GEMM, ...], what: str, default: Any) -> l
 
 def _densities(value: Any, gemms: tuple[GEMM, ...], what: str) -> np.ndarray:
     d = np.array(_per_gemm(value, gemms, what, 1.0), np.float64)
-    bad = d[(d <= 0) | (d > 1) | ~np.isfinite(d)]
+    # 0 is allowed: a fully pruned layer (e.g. block-wise pruning at a high rate) costs no MAC.
+    bad = d[(d < 0) | (d > 1) | ~np.isfinite(d)]
     if bad.size:
-        raise ValueError(f"{what} must lie in (0, 1]; got {bad[:5].tolist()}")
+        raise ValueError(f"{what} must lie in [0, 1]; got {bad[:5].tolist()}")
     return d
 
 

@@ -116,6 +116,18 @@ def gemms_of(
     return _unique_names(named)
 
 
+def model_gemms(model: Any, variables: Any, input_shape: tuple[int, ...], input_dtype: Any) -> list[GEMM]:
+    """The GEMMs of one inference forward pass of a flax model (`model.apply(..., train=False)`).
+
+    Args:
+      model: a flax module taking one input batch and `train`.
+      variables: its variables (arrays or `jax.ShapeDtypeStruct`s).
+      input_shape, input_dtype: the input batch, e.g. (1, 224, 224, 3) float32.
+    """
+    x = jax.ShapeDtypeStruct(tuple(input_shape), input_dtype)
+    return gemms_of(lambda v, inputs: model.apply(v, inputs, train=False), variables, x)
+
+
 def _unique_names(gemms: list[GEMM]) -> list[GEMM]:
     counts = collections.Counter(g.name for g in gemms)
     seen = collections.Counter()

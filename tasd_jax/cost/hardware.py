@@ -1,4 +1,4 @@
-"""Accelerators and energy tables as data (the TASD paper evaluation setup; DESIGN.md §2).
+"""Accelerators and energy tables as data (the TASD paper evaluation setup; docs/cost_model.md).
 
 Every accelerator here shares one 45 nm int8 geometry, the STC-like Sparseloop
 model (Wu et al., MICRO 2022; artefact `Accelergy-Project/micro22-sparseloop-artifact`,
@@ -68,7 +68,7 @@ class EnergyTable:
 _SPARSELOOP_ERT = (
     "Sparseloop MICRO'22 artefact, 45 nm int8 DSTC/STC energy reference table "
     "(fig15_stc_related_setup/.../ert_art/int8/DSTC-RF2x-24-bandwidth/ERT_summary.yaml), "
-    "the numbers DESIGN.md §2 quotes"
+    "as listed in docs/cost_model.md"
 )
 
 SPARSELOOP45 = EnergyTable(

@@ -1,4 +1,4 @@
-"""Data for tasd_jax (issue 5 §1): tfds sources by name and grain pipelines.
+"""Data for tasd_jax: tfds sources by name and grain pipelines.
 
     from tasd_jax import data
     info = data.dataset_info("sklearn_digits")    # prepared on first use
@@ -9,10 +9,13 @@
         ...                 # + "mask": bool [128], False on the padding rows
 
 Any tfds image-classification data set prepared as array_record in the tfds
-data dir ("mnist", "cifar10", "imagenet2012") works the same way by name.
+data dir ("mnist", "cifar10", "imagenet2012") works the same way by name;
+`image_inputs` / `token_inputs` bundle a run's training iterator, evaluation
+batches and example batch as an `InputPipeline`.
 """
 
 from tasd_jax.data.digits import SklearnDigits
+from tasd_jax.data.inputs import InputPipeline, image_inputs
 from tasd_jax.data.pipeline import (
     CROP_FRACTION,
     eval_batches,
@@ -29,19 +32,24 @@ from tasd_jax.data.sources import (
     get_builder,
     load_source,
 )
+from tasd_jax.data.tokens import TOKEN_FEATURES, token_inputs
 
 __all__ = [
     "AUTO_PREPARED",
     "ArraySource",
     "CROP_FRACTION",
     "DatasetInfo",
+    "InputPipeline",
     "SklearnDigits",
+    "TOKEN_FEATURES",
     "dataset_info",
     "eval_batches",
     "eval_dataset",
     "get_builder",
+    "image_inputs",
     "load_source",
     "random_crop_flip",
+    "token_inputs",
     "train_dataset",
     "train_iterator",
 ]

@@ -1,4 +1,4 @@
-"""tfds builder for scikit-learn's 8x8 digits (issue 5 §1: the default data set).
+"""tfds builder for scikit-learn's 8x8 digits (the default data set).
 
 The 1797 images of `sklearn.datasets.load_digits` ship inside scikit-learn, so
 the builder needs no network and no TensorFlow: it is prepared once as

@@ -1,4 +1,4 @@
-"""grain input pipelines for image classification (issue 5 §1).
+"""grain input pipelines for image classification.
 
 Training: endless epochs, each a fresh seeded permutation of the split cut into
 batches of `batch_size` (the remainder of every epoch is dropped), optional

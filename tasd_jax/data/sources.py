@@ -1,4 +1,4 @@
-"""Random-access image-classification sources from tfds, by name (issue 5 §1).
+"""Random-access image-classification sources from tfds, by name.
 
 One entry point for every data set: `load_source("sklearn_digits", "train")`,
 `load_source("mnist", "test")`, `load_source("imagenet2012", "validation")`.

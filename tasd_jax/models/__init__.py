@@ -1,4 +1,4 @@
-"""flax.linen models for pruning, decomposition and the cost model (issue 5 §2).
+"""flax.linen models for pruning, decomposition and the cost model.
 
 Image classifiers take NHWC float images and return logits [B, num_classes]:
 `model.apply(variables, images, train=False)`; BatchNorm models (ResNets,
@@ -10,7 +10,7 @@ nn.Dense; kernels [in, out]) so a tile-wise-sparse layer can be plugged in:
 
 from tasd_jax.models.bert import BertEncoder, EncoderLayer, SelfAttention
 from tasd_jax.models.mlp import LeNet5, MLP
-from tasd_jax.models.registry import MODELS, get_model
+from tasd_jax.models.registry import MODELS, TOKEN_MODELS, get_model, init_model, input_spec
 from tasd_jax.models.resnet import BasicBlock, BottleneckBlock, CifarResNet, ResNet
 from tasd_jax.models.vgg import VGG16
 
@@ -25,6 +25,9 @@ __all__ = [
     "MODELS",
     "ResNet",
     "SelfAttention",
+    "TOKEN_MODELS",
     "VGG16",
     "get_model",
+    "init_model",
+    "input_spec",
 ]

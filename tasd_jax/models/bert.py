@@ -1,7 +1,7 @@
 """BERT-style Transformer encoder with a sequence classifier (Devlin et al. 2019).
 
-Issue 5 §2 (the tile-wise paper's BERT-base fine-tuning, TW paper §6) and issue
-4 §1 (BERT-base as the TASD paper's GEMM workload). Post-LN layers as in the
+The tile-wise paper prunes a fine-tuned BERT-base (docs/tile_wise.md) and the
+TASD paper uses it as a GEMM workload (docs/tasd.md). Post-LN layers as in the
 original BERT: x = LN(x + Attn(x)); x = LN(x + FFN(x)), GELU (exact, erf) in
 the FFN, LayerNorm epsilon 1e-12, then a tanh pooler on the [CLS] (first)
 token and a linear classifier.

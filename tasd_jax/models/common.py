@@ -1,4 +1,4 @@
-"""Input checks and layer factories shared by the image models (issue 5 §2)."""
+"""Input checks and layer factories shared by the image models."""
 
 import functools
 from typing import Callable

@@ -1,6 +1,6 @@
 """Small classifiers for 8x8 digits and MNIST: an MLP and a LeNet-5-style CNN.
 
-Issue 5 §2. The quick-start experiment (tile-wise pruning on scikit-learn's
+The quick-start experiment (tile-wise pruning on scikit-learn's
 digits) trains these in seconds on a CPU. Every linear layer is built with the
 module's `dense` field, so a tile-wise-sparse Dense can replace nn.Dense.
 """

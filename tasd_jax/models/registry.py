@@ -1,13 +1,16 @@
-"""Models by name: `get_model("resnet50", num_classes=10)` (issue 5 §2).
+"""Models by name: `get_model("resnet50", num_classes=10)`, and their build-and-init.
 
 Adding a model is one line in `MODELS`: a name and a constructor whose keyword
-arguments are the module's fields.
+arguments are the module's fields. `init_model` builds one and initialises it
+on an input shape (abstractly when no seed is given: shapes only, no memory).
 """
 
 import functools
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
 from tasd_jax.models import bert, mlp, resnet, vgg
 
@@ -51,3 +54,39 @@ def get_model(name: str, **kwargs) -> nn.Module:
         return MODELS[name](**kwargs)
     except TypeError as e:
         raise ValueError(f"bad arguments {sorted(kwargs)} for model {name!r}: {e}") from e
+
+
+# Models whose input is token ids rather than NHWC float images.
+TOKEN_MODELS = frozenset({"bert"})
+
+
+def input_spec(model_name: str, input_shape: tuple[int, ...]) -> jax.ShapeDtypeStruct:
+    """The abstract input of `model_name`: int32 ids [B, L] or float32 images [B, H, W, C]."""
+    dtype = jnp.int32 if model_name in TOKEN_MODELS else jnp.float32
+    return jax.ShapeDtypeStruct(tuple(input_shape), dtype)
+
+
+def init_model(
+    model_name: str, input_shape: tuple[int, ...], *, seed: int | None = 0, **model_kwargs: Any
+) -> tuple[nn.Module, Any]:
+    """Builds `model_name` and initialises it on an input of `input_shape`.
+
+    Args:
+      model_name: a key of MODELS ("resnet50", "bert", ...).
+      input_shape: the input batch shape, e.g. (1, 224, 224, 3) or (1, 128).
+      seed: PRNG seed for real random-init variables; None gives
+        `jax.ShapeDtypeStruct`s only (no memory: GEMM shapes, MAC counts).
+      **model_kwargs: fields of the model (as `get_model`).
+
+    Returns:
+      (model, variables).
+    """
+    model = get_model(model_name, **model_kwargs)
+    x = input_spec(model_name, input_shape)
+
+    def init(key):
+        return model.init(key, jnp.zeros(x.shape, x.dtype), train=False)
+
+    if seed is None:
+        return model, jax.eval_shape(init, jax.random.key(0))
+    return model, jax.jit(init)(jax.random.key(seed))

@@ -1,7 +1,7 @@
 """Residual networks: CIFAR ResNet-20/56 and torchvision-style ImageNet ResNets.
 
-Issue 5 §2 (models to prune) and issue 4 §1 (ResNet-50 as the TASD paper's
-GEMM workload). He et al., "Deep Residual Learning for Image Recognition",
+Models to prune, and ResNet-50, the TASD paper's GEMM workload (docs/tasd.md).
+He et al., "Deep Residual Learning for Image Recognition",
 CVPR 2016:
 
 * `CifarResNet` (paper §4.2): a 3x3 stem of 16 channels, three stages of

@@ -1,7 +1,7 @@
 """VGG16 with BatchNorm (Simonyan & Zisserman 2015, configuration D).
 
-Issue 5 §2: the tile-wise paper's main CNN (TW paper §6, VGG16 on ImageNet with
-its 13 conv layers pruned). Thirteen 3x3 convs (with bias, then BN and ReLU,
+The tile-wise paper's main CNN (docs/tile_wise.md: VGG16 on ImageNet with its
+13 conv layers pruned). Thirteen 3x3 convs (with bias, then BN and ReLU,
 as torchvision's `vgg16_bn`) in five blocks, each followed by a 2x2 max pool;
 then the classifier:
 

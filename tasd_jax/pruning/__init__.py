@@ -1,4 +1,4 @@
-"""Gradual structured pruning (issue 5 §3; DESIGN.md §2, the tile-wise paper's recipes).
+"""Gradual structured pruning (the tile-wise paper's recipes, docs/tile_wise.md).
 
 * `scores`: magnitude and Taylor importance scores.
 * `schedules`: one-shot, staged (the TW paper's stage lists) and cubic
@@ -11,23 +11,27 @@ from tasd_jax.pruning.masking import (
     PruneState,
     Pruner,
     Target,
+    final_sparsity,
     mask_tree,
     prune,
+    prune_tree,
     sparsity_metrics,
 )
 from tasd_jax.pruning.schedules import (
+    STAGE_LISTS,
     TW_BERT_STAGES,
     TW_VGG16_STAGES,
     Schedule,
     cubic,
     one_shot,
     staged,
+    stage_list,
     stages_up_to,
 )
 from tasd_jax.pruning.scores import SCORES, magnitude, taylor_increment
 
 __all__ = [
-    "PruneState", "Pruner", "SCORES", "Schedule", "TW_BERT_STAGES", "TW_VGG16_STAGES",
-    "Target", "cubic", "magnitude", "mask_tree", "one_shot", "prune", "sparsity_metrics",
-    "staged", "stages_up_to", "taylor_increment",
+    "PruneState", "Pruner", "SCORES", "STAGE_LISTS", "Schedule", "TW_BERT_STAGES", "TW_VGG16_STAGES",
+    "Target", "cubic", "final_sparsity", "magnitude", "mask_tree", "one_shot", "prune", "prune_tree", "sparsity_metrics",
+    "stage_list", "staged", "stages_up_to", "taylor_increment",
 ]

@@ -1,6 +1,6 @@
 """Masks in the optimizer state: an optax wrapper for gradual structured pruning.
 
-Issue 5 §3; the tile-wise paper's prune / fine-tune loop (DESIGN.md §2).
+The tile-wise paper's prune / fine-tune loop (docs/tile_wise.md).
 `prune(inner, pruner)` is an `optax.GradientTransformation` whose state
 (`PruneState`) holds one boolean keep-mask per pruned parameter, so
 checkpointing the optimizer state checkpoints the masks. At every step it
@@ -30,6 +30,7 @@ import optax
 
 from tasd_jax import patterns
 from tasd_jax import tree_paths
+from tasd_jax.pruning import schedules as schedules_lib
 from tasd_jax.pruning import scores as scores_lib
 from tasd_jax.pruning.schedules import Schedule
 
@@ -238,3 +239,48 @@ def sparsity_metrics(pruner: Pruner, params: Any, state: PruneState) -> dict[str
     out["sparsity"] = zeros / max(total, 1)
     out["pattern_valid"] = valid
     return out
+
+
+def final_sparsity(rules: Sequence[tree_paths.Rule | tuple]) -> float:
+    """The largest target `sparsity` among the rules' patterns (0 when none has one,
+    e.g. N:M): what a schedule for these rules must end at (see `Pruner`).
+
+    Raises:
+      ValueError: a malformed rule or pattern spec.
+    """
+    specs = [patterns.parse(r.value) for r in tree_paths.as_rules(rules)]
+    return max((getattr(p, "sparsity", 0.0) for p in specs), default=0.0)
+
+
+def prune_tree(
+    params: Any, rules: Sequence[tree_paths.Rule | tuple], *, global_threshold: bool = False
+) -> tuple[Any, dict[str, jax.Array]]:
+    """Prunes a parameter tree once, by magnitude, with `(path_regex, spec[, axis])` rules.
+
+    The one-shot counterpart of `prune`: the same rules, patterns and
+    thresholds as a `Pruner` at its last mask update, applied to `params` as
+    they are (trained or random-init weights alike).
+
+    Args:
+      params: a pytree of arrays.
+      rules: first matching rule wins; unmatched leaves stay as they are; a
+        rule matching nothing is a ValueError.
+      global_threshold: one threshold across the leaves that share a pattern.
+
+    Returns:
+      (pruned params shaped like `params`, {path: keep-mask} of the pruned leaves).
+    """
+    pruner = Pruner(
+        rules=tuple(rules),
+        schedule=schedules_lib.one_shot(final_sparsity(rules)),
+        global_threshold=global_threshold,
+    )
+    targets = pruner.targets(params)
+    flat = tree_paths.flatten(params)
+    masks = pruner.compute_masks(
+        targets, [scores_lib.magnitude(flat[t.path]) for t in targets], jnp.asarray(0)
+    )
+    keep = {t.path: m for t, m in zip(targets, masks)}
+    for path, m in keep.items():
+        flat[path] = jnp.where(m, flat[path], jnp.zeros_like(flat[path]))
+    return tree_paths.unflatten(flat, like=params), keep

@@ -1,10 +1,10 @@
 """Pruning schedules: at which training steps masks are recomputed, and to what sparsity.
 
 Every schedule is a finite, static list of mask updates `(step, sparsity)`.
-This single representation covers the three schedules of issue 5 §3:
+This single representation covers three schedules:
 
 * one-shot: one update;
-* staged: the tile-wise paper's stage list (DESIGN.md §2: VGG16 25, 40, ..., 96%;
+* staged: the tile-wise paper's stage list (docs/tile_wise.md: VGG16 25, 40, ..., 96%;
   BERT 25, 35, ..., 95%), one update per stage, `k` fine-tune steps each;
 * cubic (Zhu & Gupta 2017, "To prune, or not to prune"): sparsity
   `s_f + (s_i - s_f) (1 - t / T)^3` sampled every `frequency` steps.
@@ -21,9 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# DESIGN.md §2: the stage lists of the tile-wise paper's pruning scripts.
+# The stage lists of the tile-wise paper's pruning scripts.
 TW_VGG16_STAGES = (0.25, 0.40, 0.50, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.92, 0.94, 0.96)
 TW_BERT_STAGES = (0.25, 0.35, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
+# Configs name a list (`pruning.stages = "tw_vgg16"`) rather than import it.
+STAGE_LISTS = {"tw_vgg16": TW_VGG16_STAGES, "tw_bert": TW_BERT_STAGES}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,3 +134,25 @@ def cubic(
 def stages_up_to(stages: Sequence[float], target: float) -> tuple[float, ...]:
     """The stages below `target`, then `target`: the paper's list truncated at the goal."""
     return tuple(s for s in stages if s < target) + (float(target),)
+
+
+def stage_list(stages: "str | Sequence[float]", target: float) -> tuple[float, ...]:
+    """The stages of a staged schedule ending at `target`.
+
+    Args:
+      stages: a name in `STAGE_LISTS` ("tw_vgg16", "tw_bert"), comma-separated
+        sparsities ("0.5,0.7,0.8"), or a sequence of sparsities.
+      target: the final sparsity; the list is cut below it (`stages_up_to`).
+    """
+    if isinstance(stages, str):
+        if stages in STAGE_LISTS:
+            stages = STAGE_LISTS[stages]
+        else:
+            try:
+                stages = tuple(float(s) for s in stages.split(","))
+            except ValueError:
+                raise ValueError(
+                    f"pruning.stages={stages!r} is neither one of {sorted(STAGE_LISTS)} nor "
+                    "comma-separated sparsities such as '0.5,0.7,0.8'"
+                ) from None
+    return stages_up_to(stages, target)

@@ -1,4 +1,4 @@
-"""Importance scores for pruning (issue 5 §3; DESIGN.md §2, the tile-wise paper's recipes).
+"""Importance scores for pruning (the tile-wise paper's recipes, docs/tile_wise.md).
 
 * "magnitude": `|w|`, the tile-wise paper's default (VGG16, NMT).
 * "taylor": first-order Taylor estimate of the loss change, `|w * dL/dw|`, summed

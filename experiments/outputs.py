@@ -1,0 +1,96 @@
+"""The one way drivers write their outputs: JSON, JSON lines, CSV and PNG files.
+
+Every file is written to a temporary name in its directory and renamed into
+place, so a run killed at any moment leaves either the old file or the new
+one, never half of one. (A JSON-lines log may also be appended to row by row;
+`read_jsonl` drops a last row that a kill cut short.)
+"""
+
+import contextlib
+import csv
+import io
+import json
+import os
+from typing import Any, Iterable, Iterator, Sequence
+
+from absl import logging
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+
+@contextlib.contextmanager
+def _atomic(path: str, mode: str = "w") -> Iterator[Any]:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, mode, **({"newline": ""} if "b" not in mode else {})) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def jsonable(obj: Any) -> Any:
+    """`obj` as it reads back from a JSON file (tuples become lists, numpy
+    values plain), so that values written and values read compare equal."""
+    return json.loads(json.dumps(obj, default=_jsonable))
+
+
+def write_json(path: str, obj: Any) -> None:
+    """`obj` as indented JSON (numpy scalars and other values via str)."""
+    with _atomic(path) as f:
+        json.dump(obj, f, indent=2, default=_jsonable)
+
+
+def read_json(path: str) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_jsonl(path: str, rows: Iterable[dict]) -> None:
+    """One JSON object per line (the whole file, replaced at once)."""
+    with _atomic(path) as f:
+        f.writelines(json.dumps(r, default=_jsonable) + "\n" for r in rows)
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """The rows of a JSON-lines file; [] when it does not exist.
+
+    A last line without its newline is an append cut short by a kill; it is
+    dropped with a warning (every complete row ends with a newline).
+    """
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        *lines, tail = f.read().split("\n")
+    if tail.strip():
+        logging.warning("Dropping the unfinished last line of %s: %r", path, tail[:80])
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def write_csv(path: str, rows: Sequence[dict], fields: Sequence[str] | None = None) -> None:
+    """A CSV with a header: `fields` (default: the first row's keys) in order."""
+    if fields is None:
+        if not rows:
+            raise ValueError(f"write_csv({path!r}): no rows and no fields to write")
+        fields = list(rows[0])
+    with _atomic(path) as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def save_figure(fig: plt.Figure, path: str, dpi: int = 110) -> None:
+    """Saves a matplotlib figure as PNG and closes it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    with _atomic(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
