@@ -182,20 +182,15 @@ def alternatives_for(args, dtype, k: int, n: int) -> list[dict]:
 
 def end_to_end(args, dtype) -> dict:
     """BERT-base encoder forward (seq 128, M = 2048 tokens), every Dense TW-75%."""
-    from flax import traverse_util
-
+    from tasd_jax import pruning
     from tasd_jax.models import get_model
 
     seq, batch = 128, max(1, args.m // 128)
     model = get_model("bert", dense=kernels.TWDense, num_layers=args.e2e_layers)
     ids = jax.random.randint(jax.random.key(2), (batch, seq), 0, 30522)
     params = jax.jit(model.init)(jax.random.key(0), ids)["params"]
-    flat = traverse_util.flatten_dict(params, sep="/")
-    pattern = patterns.parse(f"tw(sparsity=0.75,g={args.g})")
-    for path, leaf in flat.items():
-        if path.endswith("kernel") and leaf.ndim == 2:
-            flat[path] = jnp.where(pattern.mask(jnp.abs(leaf), axis=0), leaf, 0).astype(dtype)
-    pruned = traverse_util.unflatten_dict(flat, sep="/")
+    pruned, _ = pruning.prune_tree(params, [(r"kernel$", f"tw(sparsity=0.75,g={args.g})")])
+    pruned = jax.tree.map(lambda x: x.astype(dtype), pruned)
     sparse_vars = kernels.pack_tw_params(pruned, args.g)
     apply = jax.jit(model.apply)
     got = time_interleaved(

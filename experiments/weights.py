@@ -58,7 +58,8 @@ def summary(weights: Weights) -> str:
         )
     else:
         origin = f"random-init {src['model']} (seed {src['seed']}, shapes-only estimate)"
-    pruned = f"re-pruned with {src['pruned_here_with']}" if src["pruned_here_with"] else "as they are"
+    verb = "re-pruned" if src["source"] == "export" else "magnitude-pruned"
+    pruned = f"{verb} with {src['pruned_here_with']}" if src["pruned_here_with"] else "as they are"
     return f"weights: {origin}, {pruned}, sparsity {100 * weights.sparsity:.1f}%"
 
 
