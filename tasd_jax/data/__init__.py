@@ -14,7 +14,7 @@ data dir ("mnist", "cifar10", "imagenet2012") works the same way by name;
 batches and example batch as an `InputPipeline`.
 """
 
-from tasd_jax.data.digits import SklearnDigits
+from tasd_jax.data.digits import MlxtendMnist, SklearnDigits
 from tasd_jax.data.inputs import InputPipeline, image_inputs
 from tasd_jax.data.pipeline import (
     CROP_FRACTION,
@@ -40,6 +40,7 @@ __all__ = [
     "CROP_FRACTION",
     "DatasetInfo",
     "InputPipeline",
+    "MlxtendMnist",
     "SklearnDigits",
     "TOKEN_FEATURES",
     "dataset_info",

