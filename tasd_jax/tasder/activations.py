@@ -1,0 +1,164 @@
+"""TASD-A: the input activations of a model's GEMM layers, measured and decomposed.
+
+The TASD paper decomposes activations at run time (docs/tasd.md, TASD-A): a
+layer's input A is replaced by the sum of the terms of an N:M series along the
+contraction axis (the channels of a convolution's NHWC input, the features of
+a Dense input), so `A W` runs on structured-sparse hardware. Which series a
+layer can take depends on how sparse its inputs are, measured on a
+calibration set.
+
+Layers are addressed by their flax module path ("stage1_block0/conv_1",
+"layer_2/output"); inputs are captured with `flax.linen.intercept_methods`
+around the `__call__` of every `nn.Dense` and `nn.Conv` (and subclasses, e.g.
+the tile-wise `TWDense`), so no model needs a hook of its own.
+"""
+
+from typing import Any, Callable, Mapping, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tasd_jax import patterns, tasd
+
+GEMM_LAYERS = (nn.Dense, nn.Conv)
+
+
+def _gemm_path(context: Any) -> str | None:
+    """The '/'-joined path of an intercepted GEMM layer's `__call__`, else None."""
+    if context.method_name != "__call__" or not isinstance(context.module, GEMM_LAYERS):
+        return None
+    return "/".join(context.module.path)
+
+
+def capture_inputs(
+    apply_fn: Callable[..., Any], variables: Any, *args: Any, **kwargs: Any
+) -> tuple[Any, dict[str, jax.Array]]:
+    """Runs `apply_fn(variables, *args, **kwargs)` and records every GEMM layer's input.
+
+    Jit-able (wrap the call in `jax.jit`); a layer called twice keeps its last input.
+
+    Returns:
+      (the output, {module path: input activation [..., K]}).
+    """
+    inputs: dict[str, jax.Array] = {}
+
+    def record(next_fun, call_args, call_kwargs, context):
+        path = _gemm_path(context)
+        if path is not None:
+            inputs[path] = call_args[0]
+        return next_fun(*call_args, **call_kwargs)
+
+    with nn.intercept_methods(record):
+        out = apply_fn(variables, *args, **kwargs)
+    return out, inputs
+
+
+class ActivationStats(NamedTuple):
+    """Sparsity of one layer's input over a calibration set (fractions in [0, 1]).
+
+    Attributes:
+      mean_sparsity: fraction of exact zeros, averaged over examples.
+      p99_sparsity: the 99th percentile over examples of that fraction.
+      pseudo_sparsity: 1 - pseudo-density, averaged over examples: the share
+        of elements that can go while keeping `keep_fraction` of the sum of
+        magnitudes (the paper's measure for GELU/Swish inputs, which are rarely
+        exactly zero).
+      examples: number of examples measured.
+    """
+
+    mean_sparsity: float
+    p99_sparsity: float
+    pseudo_sparsity: float
+    examples: int
+
+
+def activation_stats(x: Any, keep_fraction: float = 0.99) -> ActivationStats:
+    """Statistics of one layer's inputs x [B, ...] (B examples), computed in numpy.
+
+    Raises:
+      ValueError: x has no example, or keep_fraction is not in (0, 1].
+    """
+    if not 0.0 < keep_fraction <= 1.0:
+        raise ValueError(f"keep_fraction={keep_fraction} must lie in (0, 1]")
+    x = np.abs(np.asarray(x, np.float64))
+    if x.ndim < 2 or x.shape[0] == 0 or x[0].size == 0:
+        raise ValueError(f"activation_stats needs [examples, ...] with examples, got {x.shape}")
+    flat = x.reshape(x.shape[0], -1)
+    zeros = np.mean(flat == 0, axis=1)
+    ordered = -np.sort(-flat, axis=1)
+    cumulative = np.cumsum(ordered, axis=1)
+    total = cumulative[:, -1:]
+    # Elements needed (largest first) to reach keep_fraction of the magnitude sum.
+    needed = np.sum(cumulative < keep_fraction * total, axis=1) + 1
+    needed = np.where(total[:, 0] > 0, needed, 0)
+    return ActivationStats(
+        mean_sparsity=float(zeros.mean()),
+        p99_sparsity=float(np.percentile(zeros, 99)),
+        pseudo_sparsity=float(1.0 - np.mean(needed / flat.shape[1])),
+        examples=int(x.shape[0]),
+    )
+
+
+def same_m_keep_count(series: "str | patterns.Pattern") -> tuple[int, int] | None:
+    """(M, K) when every term of `series` has the same M: then the series keeps
+    exactly the K = N1 + N2 + ... largest of every group of M (1:M + 1:M = 2:M);
+    None for mixed M. "dense" is one 1:1 term: (1, 1), keep everything."""
+    terms = patterns.as_series(series).terms
+    ms = {t.m for t in terms}
+    if len(ms) != 1:
+        return None
+    (m,) = ms
+    return m, min(m, sum(t.n for t in terms))
+
+
+def keep_top_per_group(x: jax.Array, m: int, keep: jax.Array) -> jax.Array:
+    """x with only the `keep` largest magnitudes of every M consecutive elements along
+    the last axis (ties to the lower index). `keep` may be traced (0..m), so one
+    compiled function serves every same-M series: `keep = m` is dense."""
+    ranks = patterns.nm.group_ranks(jnp.abs(x), m, x.ndim - 1)
+    return jnp.where(ranks < keep, x, jnp.zeros_like(x))
+
+
+def with_activation_series(
+    apply_fn: Callable[..., Any],
+    series: Mapping[str, "str | patterns.Pattern"] | None = None,
+    keep: Mapping[str, tuple[int, jax.Array]] | None = None,
+) -> Callable[..., Any]:
+    """`apply_fn` with chosen layers' input activations decomposed (TASD-A).
+
+    Args:
+      apply_fn: a flax `model.apply`.
+      series: {module path: series}: that layer's input is replaced by the sum
+        of its series' terms along the last axis (static: a new series compiles
+        anew).
+      keep: {module path: (M, K)} with K possibly traced: keep the K largest of
+        every M along the last axis (`keep_top_per_group`): every same-M series
+        of one design shares one compilation.
+
+    Returns:
+      A function with `apply_fn`'s signature; jit-able.
+    """
+    series = {p: patterns.as_series(s) for p, s in (series or {}).items()}
+    keep = dict(keep or {})
+    both = sorted(set(series) & set(keep))
+    if both:
+        raise ValueError(f"layers {both} are given both a series and a keep count")
+
+    def decompose_input(next_fun, call_args, call_kwargs, context):
+        path = _gemm_path(context)
+        if path in series:
+            x = call_args[0]
+            x = tasd.reconstruct(tasd.decompose(x, series[path], axis=-1))
+            call_args = (x, *call_args[1:])
+        elif path in keep:
+            m, k = keep[path]
+            call_args = (keep_top_per_group(call_args[0], m, k), *call_args[1:])
+        return next_fun(*call_args, **call_kwargs)
+
+    def apply(*args, **kwargs):
+        with nn.intercept_methods(decompose_input):
+            return apply_fn(*args, **kwargs)
+
+    return apply
