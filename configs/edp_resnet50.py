@@ -32,9 +32,18 @@ def get_config() -> ml_collections.ConfigDict:
     # A pattern spec re-pruning the weights `rule` selects (either source), e.g. 'ew(sparsity=0.9)'.
     config.prune = config_dict.placeholder(str)
     config.rule = r"kernel$"  # conv and dense kernels; biases and BN stay dense
-    config.hardware = ("dense", "stc", "vegeta", "vegeta_m8", "dstc", "ttc")
+    # The TASD paper's six designs (docs/tasd.md#the-accelerators; "tc", the dense
+    # tensor core, is the reference), then the prior structured-sparse hardware
+    # that runs a series term after term (tasd_jax/cost/hardware.py).
+    config.hardware = (
+        "tc", "dstc", "ttc_stc_m4", "ttc_stc_m8", "ttc_vegeta_m4", "ttc_vegeta_m8",
+        "stc", "vegeta", "vegeta_m8",
+    )
+    # Every candidate series of those designs (`Hardware.candidate_series`): dense,
+    # then least compute first; each design runs the ones it supports. 3:4, 3:8, 5:8 and 6:8
+    # are the two-term series 2:4+1:4, 2:8+1:8, 4:8+1:8 and 4:8+2:8.
     config.series = (
-        "dense", "2:4", "1:4", "2:8", "1:8", "2:4+1:8", "2:8+1:8", "1:4+1:8", "1:8+1:8",
+        "dense", "1:8", "1:4", "2:8", "2:8+1:8", "2:4", "4:8", "4:8+1:8", "2:4+1:4", "4:8+2:8",
     )
     config.energy = "sparseloop45"  # or "horowitz45"
     # Fraction of non-zero activations (A operands) for every GEMM; 1.0 = no

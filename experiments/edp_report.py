@@ -37,7 +37,7 @@ from experiments import weights as weights_lib
 from tasd_jax import models, patterns, tasd, tree_paths
 from tasd_jax.cost.edp import Estimate, estimate
 from tasd_jax.cost.gemms import GEMM, model_gemms, total_macs
-from tasd_jax.cost.hardware import hardware
+from tasd_jax.cost.hardware import design_name, hardware
 
 _PER_LAYER_FIELDS = [
     "workload", "weights", "sparsity", "hardware", "series", "layer", "batch", "m", "k", "n", "weight",
@@ -210,6 +210,7 @@ def format_table(totals: list[dict], columns: tuple[str, ...] = ("dense", "2:4",
     workload and weight set: rows hardware, columns `columns` (`-` where not run),
     then the share of the weights' L1 each non-dense column keeps."""
     kept_columns = [c for c in columns if c != "dense"]
+    width = max([11] + [len(r["hardware"]) + 2 for r in totals])  # ttc_vegeta_m8 needs 15
     lines = []
     for wl_name, label, s in dict.fromkeys((r["workload"], r["weights"], r["sparsity"]) for r in totals):
         rows = {
@@ -220,7 +221,7 @@ def format_table(totals: list[dict], columns: tuple[str, ...] = ("dense", "2:4",
             f"{wl_name}, weights {label} (sparsity {s:.1%}): EDP relative to dense core / dense model"
         )
         lines.append(
-            f"{'hardware':<11}" + "".join(f"{c:>9}" for c in columns)
+            f"{'hardware':<{width}}" + "".join(f"{c:>9}" for c in columns)
             + "".join(f"{'kept ' + c:>12}" for c in kept_columns)
         )
         for hw_name in dict.fromkeys(h for h, _ in rows):
@@ -232,7 +233,7 @@ def format_table(totals: list[dict], columns: tuple[str, ...] = ("dense", "2:4",
                 f"{rows[hw_name, c]['kept_l1']:>12.3f}" if (hw_name, c) in rows else f"{'-':>12}"
                 for c in kept_columns
             ]
-            lines.append(f"{hw_name:<11}" + "".join(edp) + "".join(kept))
+            lines.append(f"{hw_name:<{width}}" + "".join(edp) + "".join(kept))
         lines.append("")
     return "\n".join(lines)
 
@@ -246,17 +247,18 @@ def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for field in ("hardware", "series", "energy"):
         if field not in config:
             raise ValueError(f"edp config has no {field!r} field")
-    if "dense" not in config.hardware or "dense" not in config.series:
+    for name in config.hardware:
+        hardware(name)  # an unknown name fails here, before any work
+    reference = next((h for h in config.hardware if design_name(h) == "tc"), None)
+    if reference is None or "dense" not in config.series:
         raise ValueError(
             f"config.hardware {list(config.hardware)} and config.series {list(config.series)} "
-            "must both include 'dense': every EDP is relative to the dense core running the "
-            "dense model"
+            "must both include 'dense' (in hardware: the dense tensor core 'tc' or its alias "
+            "'dense'): every EDP is relative to the dense core running the dense model"
         )
     config = config.copy_and_resolve_references()  # canonical specs; the caller's stays
     with config.unlocked():
         config.series = tuple(patterns.parse(spec).spec() for spec in config.series)
-    for name in config.hardware:
-        hardware(name)  # an unknown name fails here, before any work
     weight_sets = weights_lib.load_weights(config)
     os.makedirs(workdir, exist_ok=True)
     per_layer, totals, workloads, choices = [], [], {}, {}
@@ -270,7 +272,7 @@ def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
         for ws in weight_sets:
             measured = measure_weights(ws.variables, wl.gemms, config.series)
             runs = sweep_workload(wl, measured, config)
-            base = next(r.estimate for r in runs if r.hardware == "dense" and r.series == "dense")
+            base = next(r.estimate for r in runs if r.hardware == reference and r.series == "dense")
             for run in runs:
                 est = run.estimate
                 per_layer.extend(_layer_rows(wl, ws, run))
@@ -302,8 +304,8 @@ def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "cycles": "cycles", "energy": "pJ",
             "edp": "pJ x cycles (model: total cycles x total pJ)",
         },
-        "reference": "rel_* are relative to the 'dense' hardware running the dense model "
-        "with the same weights",
+        "reference": f"rel_* are relative to {reference!r} (the dense tensor core) running "
+        "the dense model with the same weights",
         "tasd": f"per-layer lowest-EDP series keeping >= {config.min_kept_l1} of the "
         "layer's L1 (a weight-fidelity stand-in for TASDER's accuracy budget)",
         "energy_table": config.energy,
