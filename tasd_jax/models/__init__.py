@@ -5,7 +5,8 @@ Image classifiers take NHWC float images and return logits [B, num_classes]:
 VGG16) keep `batch_stats`, mutable when train=True. BERT takes int32 token ids
 [B, L]. Every linear layer is built with the model's `dense` field (default
 nn.Dense; kernels [in, out]) so a tile-wise-sparse layer can be plugged in:
-`get_model("bert", dense=TWDense)`.
+`get_model("bert", dense=TWDense)`. `ViT` is a small Vision Transformer on NHWC
+images.
 """
 
 from tasd_jax.models.bert import BertEncoder, EncoderLayer, SelfAttention
@@ -13,6 +14,7 @@ from tasd_jax.models.mlp import LeNet5, MLP
 from tasd_jax.models.registry import MODELS, TOKEN_MODELS, get_model, init_model, input_spec
 from tasd_jax.models.resnet import BasicBlock, BottleneckBlock, CifarResNet, ResNet
 from tasd_jax.models.vgg import VGG16
+from tasd_jax.models.vit import ViT, ViTBlock
 
 __all__ = [
     "BasicBlock",
@@ -27,6 +29,8 @@ __all__ = [
     "SelfAttention",
     "TOKEN_MODELS",
     "VGG16",
+    "ViT",
+    "ViTBlock",
     "get_model",
     "init_model",
     "input_spec",

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tasd_jax.models import bert, mlp, resnet, vgg
+from tasd_jax.models import bert, mlp, resnet, vgg, vit
 
 MODELS: Mapping[str, Callable[..., nn.Module]] = {
     "mlp": mlp.MLP,
@@ -30,6 +30,7 @@ MODELS: Mapping[str, Callable[..., nn.Module]] = {
         resnet.ResNet, stage_sizes=(3, 4, 6, 3), block_cls=resnet.BottleneckBlock
     ),
     "bert": bert.BertEncoder,
+    "vit": vit.ViT,
 }
 
 
@@ -38,9 +39,9 @@ def get_model(name: str, **kwargs) -> nn.Module:
 
     Args:
       name: a key of MODELS ("mlp", "lenet5", "resnet20", "resnet56", "vgg16",
-        "resnet18", "resnet34", "resnet50", "bert").
+        "resnet18", "resnet34", "resnet50", "bert", "vit").
       **kwargs: module fields, e.g. num_classes=10, dense=TWDense,
-        variant="imagenet" (vgg16), num_layers=2 (bert).
+        variant="imagenet" (vgg16), num_layers=2 (bert), patch=4 (vit).
 
     Returns:
       An unbound flax.linen.Module.
