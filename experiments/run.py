@@ -28,6 +28,7 @@ from ml_collections import config_flags
 from experiments import decompose_report
 from experiments import edp_report
 from experiments import sweep
+from experiments import tasder
 from experiments import train
 from experiments import tw_kernels
 from tasd_jax import train as train_lib
@@ -38,6 +39,7 @@ EXPERIMENTS: dict[str, Callable[[Any, str], Any]] = {
     "decompose_report": decompose_report.decompose_report,
     "edp": edp_report.edp_report,
     "tw_kernels": tw_kernels.tw_kernels,
+    "tasder": tasder.tasder_experiment,
 }
 
 _CONFIG = config_flags.DEFINE_config_file(

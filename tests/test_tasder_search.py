@@ -7,7 +7,7 @@ import pytest
 from configs import tw_digits
 from experiments import train as train_experiment
 from tasd_jax import data, export as export_lib, models
-from tasd_jax.tasder import search
+from tasd_jax.tasder import searches as search
 
 
 @pytest.fixture(scope="module")

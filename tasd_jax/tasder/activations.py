@@ -13,7 +13,8 @@ around the `__call__` of every `nn.Dense` and `nn.Conv` (and subclasses, e.g.
 the tile-wise `TWDense`), so no model needs a hook of its own.
 """
 
-from typing import Any, Callable, Mapping, NamedTuple
+import re
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -162,3 +163,29 @@ def with_activation_series(
             return apply_fn(*args, **kwargs)
 
     return apply
+
+
+# Where the TASD paper decomposes activations (docs/tasd.md, TASD-A): the inputs of
+# the convolutions that follow a ReLU inside a residual block, and in transformers
+# the input of the second MLP layer (after GELU). Model name regex -> layer path regex.
+ELIGIBLE_LAYERS = {
+    r"^resnet": r"block[0-9]+/conv_[12]$",
+    r"^(vit|bert)$": r"layer_[0-9]+/output$",
+}
+NOT_ELIGIBLE = (
+    "not after a ReLU inside a residual block nor after a transformer MLP's GELU: the "
+    "paper keeps such layers dense (their inputs are hard to decompose without losing quality)"
+)
+
+
+def eligible_layers(model_name: str, layers: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """(TASD-A eligible layers, {other layer: why it stays dense}) of a model.
+
+    Args:
+      model_name: a `tasd_jax.models` name.
+      layers: the model's GEMM layer paths (module paths).
+    """
+    rules = [layer_rx for model_rx, layer_rx in ELIGIBLE_LAYERS.items()
+             if re.search(model_rx, model_name)]
+    eligible = [p for p in layers if any(re.search(rx, p) for rx in rules)]
+    return eligible, {p: NOT_ELIGIBLE for p in layers if p not in eligible}
