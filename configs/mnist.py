@@ -53,10 +53,11 @@ def get_config(variant: str = "lenet5") -> ml_collections.ConfigDict:
     config.eval_batch_size = 200  # 1000 test images: 5 batches
     config.num_steps = steps
     config.pruning.rules = SPARSITIES[sparsity]
-    # Dense for the first third, pruned along a cubic schedule in the second, fine-tuned after.
-    config.pruning.begin = steps // 3
-    config.pruning.end = 2 * steps // 3
+    # Dense for about a third, pruned along a cubic schedule (a mask update every
+    # `frequency` steps) in the second, fine-tuned after.
     config.pruning.frequency = steps // 30
+    config.pruning.begin = 10 * config.pruning.frequency
+    config.pruning.end = 20 * config.pruning.frequency
     config.pruning.global_threshold = True
     config.log_every = steps // 10
     config.eval_every = steps // 3
