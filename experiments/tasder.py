@@ -116,12 +116,7 @@ def _plot(rows: list[dict], baseline: float, stc: tasder.Evaluated, title: str, 
 def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs the search of `config` (configs/tasder.py) and writes its outputs (module doc)."""
     _check(config)
-    export_dir = config.get("init_from")
-    if not export_dir:
-        train_dir = os.path.join(workdir, "train")
-        train_experiment.train_once(config.train, train_dir)
-        export_dir = os.path.join(train_dir, "export")
-    export = export_lib.load_export(export_dir)
+    export = train_experiment.export_or_train(config, workdir)
     layers = [p.removesuffix("/kernel") for p, w in export.variables["params"].items()
               if p.endswith("kernel") and w.ndim >= 2]
     eligible, why_dense = tasder.eligible_layers(export.model, layers)

@@ -469,3 +469,14 @@ def train_once(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any
         check_resume(config, workdir)
         return outputs.read_json(done)
     return train_and_evaluate(config, workdir)
+
+
+def export_or_train(config: ml_collections.ConfigDict, workdir: str) -> export_lib.Export:
+    """The export `config.init_from` names, or else that of `config.train` trained
+    into `workdir/train` (reused when it already finished there)."""
+    export_dir = config.get("init_from")
+    if not export_dir:
+        train_dir = os.path.join(workdir, "train")
+        train_once(config.train, train_dir)
+        export_dir = os.path.join(train_dir, "export")
+    return export_lib.load_export(export_dir)

@@ -60,12 +60,7 @@ def tw_kernels(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     if config.reps < 3:
         raise ValueError(f"config.reps={config.reps} must be >= 3 (the speed is a median)")
-    export_dir = config.get("init_from")
-    if not export_dir:
-        train_dir = os.path.join(workdir, "train")
-        train_experiment.train_once(config.train, train_dir)
-        export_dir = os.path.join(train_dir, "export")
-    export = export_lib.load_export(export_dir)
+    export = train_experiment.export_or_train(config, workdir)
     g, include = tile_width(export)
 
     # ------------------------------------------------------ the two models

@@ -29,3 +29,19 @@ def jit(request):
         return jax.jit(fn, **jit_kwargs) if request.param else fn
 
     return maybe_jit
+
+
+@pytest.fixture(scope="session")
+def dense_digits_run(tmp_path_factory):
+    """A finished dense run of the digits MLP (300 steps): its directory, with
+    `tfds/` (the prepared data) and `train/export`."""
+    from configs import tw_digits
+    from experiments import train as train_experiment
+
+    root = tmp_path_factory.mktemp("dense_digits")
+    config = tw_digits.get_config()
+    config.data_dir = str(root / "tfds")
+    config.pruning.rules = ()
+    config.num_steps, config.log_every, config.eval_every, config.checkpoint_every = 300, 100, 300, 300
+    train_experiment.train_and_evaluate(config, str(root / "train"))
+    return root

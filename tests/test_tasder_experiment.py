@@ -8,21 +8,13 @@ import numpy as np
 import pytest
 
 from configs import tasder as tasder_config
-from configs import tw_digits
 from experiments import tasder as tasder_experiment
-from experiments import train as train_experiment
 from tasd_jax import data, tasder
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tasder_run")
-    config = tw_digits.get_config()
-    config.data_dir = str(root / "tfds")
-    config.pruning.rules = ()
-    config.num_steps, config.log_every, config.eval_every, config.checkpoint_every = 300, 100, 300, 300
-    train_experiment.train_and_evaluate(config, str(root / "train"))
-    return root
+@pytest.fixture
+def trained(dense_digits_run):
+    return dense_digits_run
 
 
 def test_tasder_writes_every_output_and_load_rebuilds_the_measured_accuracy(trained, tmp_path):

@@ -4,25 +4,17 @@ import jax
 import numpy as np
 import pytest
 
-from configs import tw_digits
-from experiments import train as train_experiment
 from tasd_jax import data, export as export_lib, models
 from tasd_jax.tasder import searches as search
 
 
 @pytest.fixture(scope="module")
-def problem(tmp_path_factory):
-    """The digits MLP trained dense for 300 steps, on ttc_vegeta_m8, hidden layers TASD-A eligible."""
-    root = tmp_path_factory.mktemp("tasder")
-    config = tw_digits.get_config()
-    config.data_dir = str(root / "tfds")
-    config.pruning.rules = ()
-    config.num_steps, config.log_every, config.eval_every, config.checkpoint_every = 300, 100, 300, 300
-    train_experiment.train_and_evaluate(config, str(root / "train"))
-    exp = export_lib.load_export(str(root / "train" / "export"))
+def problem(dense_digits_run):
+    """The dense digits MLP on ttc_vegeta_m8, its hidden layers TASD-A eligible."""
+    exp = export_lib.load_export(str(dense_digits_run / "train" / "export"))
     model, like = models.init_model(exp.model, exp.input_shape, seed=None, **exp.model_kwargs)
     inputs = data.image_inputs(exp.dataset, batch_size=128, eval_batch_size=128, seed=0,
-                               data_dir=config.data_dir)
+                               data_dir=str(dense_digits_run / "tfds"))
     return search.Problem(
         model.apply, jax.tree.map(np.asarray, exp.variables_like(like)), list(inputs.eval_batches),
         next(inputs.train)["image"], "ttc_vegeta_m8", activation_layers=("dense_1", "head"),
