@@ -16,6 +16,7 @@ activations [..., features].
 
 import dataclasses
 import functools
+import math
 from typing import Any, NamedTuple, Sequence
 
 import jax
@@ -50,9 +51,22 @@ def decompose(
     Returns:
       A tuple of arrays shaped and typed like `x`, one per term; term i is
       Ni:Mi along `axis`, supports are disjoint, and their sum equals `x`
-      wherever the series keeps it. Ties go to the lower index.
+      wherever the series keeps it. Ties go to the lower index; integers are
+      ranked by their exact magnitude (|-128| of int8 is 128). An empty `x`
+      gives empty terms. (XLA on CPU compares subnormal floats as 0, so
+      among themselves and zeros they rank as ties.)
+
+    Raises:
+      TypeError: `x` does not hold real numbers (bool, complex, strings), or
+        `axis` is not an integer.
+      ValueError: `x` has NaN or +-inf (the count is named: a non-finite
+        magnitude has no rank, and dropping it would report a perfect fit),
+        values its jax dtype cannot hold, a bad series or axis. The values are
+        checked on the host before the jitted decomposition; inside a caller's
+        own jit `x` is traced and cannot be checked: there NaN ranks lowest and
+        is never kept, +inf ranks highest.
     """
-    x = jnp.asarray(x)
+    x = patterns.base.as_real_array(x, "x", allow_bool=False)
     if x.ndim == 0:
         raise ValueError("decompose needs an array of rank >= 1, got a scalar")
     series = patterns.as_series(series)
@@ -79,7 +93,7 @@ def decompose_reference(
         pad = -residual.shape[-1] % term.m
         padded = np.pad(residual, [(0, 0)] * (residual.ndim - 1) + [(0, pad)])
         groups = padded.reshape(padded.shape[:-1] + (-1, term.m))
-        order = np.argsort(-np.abs(groups), axis=-1, kind="stable")
+        order = np.argsort(_descending_magnitude(groups), axis=-1, kind="stable")
         keep = np.zeros(groups.shape, bool)
         np.put_along_axis(keep, order[..., : term.n], True, axis=-1)
         keep = keep.reshape(padded.shape)[..., : residual.shape[-1]]
@@ -88,11 +102,43 @@ def decompose_reference(
     return tuple(np.moveaxis(t, -1, view_axis).reshape(x.shape) for t in terms)
 
 
+def _descending_magnitude(x: np.ndarray) -> np.ndarray:
+    """Keys whose ascending order is |x| descending, exact for integers: |x| of
+    a signed integer goes through int64 and is read as uint64, so np.abs's
+    wrap of the most negative value (|-128| of int8 is -128) cannot misrank it."""
+    if np.issubdtype(x.dtype, np.signedinteger):
+        return ~np.abs(x.astype(np.int64)).astype(np.uint64)  # ~ reverses unsigned order
+    if np.issubdtype(x.dtype, np.unsignedinteger):
+        return ~x.astype(np.uint64)
+    return -np.abs(x)
+
+
 def reconstruct(terms: Sequence[jax.Array]) -> jax.Array:
-    """Sum of the terms of a series: the approximation of the original."""
+    """Sum of the terms of a series: the approximation of the original.
+
+    Raises ValueError for no terms or terms of different shapes (a series'
+    terms share the original's shape; broadcasting would hide a mix-up).
+    """
     if not terms:
         raise ValueError("reconstruct needs at least one term")
-    return functools.reduce(jnp.add, terms)
+    shapes = [tuple(np.shape(t)) for t in terms]
+    if len(set(shapes)) > 1:
+        raise ValueError(f"terms of a series must share one shape, got shapes {shapes}")
+    return functools.reduce(_add_exact_where_disjoint, terms)
+
+
+def _add_exact_where_disjoint(a: jax.Array, b: jax.Array) -> jax.Array:
+    """a + b, but bit-exact where one of them is +0.0: XLA on CPU flushes a
+    subnormal sum to zero (4.9e-43 + 0 is 0), which would drop a term's
+    tiniest values. Tested on the integer bits: a float test would be flushed
+    too (LLVM turns even a masked-bits test into one)."""
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    if a.dtype != b.dtype or not jnp.issubdtype(a.dtype, jnp.floating):
+        return a + b
+    as_int = jnp.dtype(f"int{8 * jnp.dtype(a.dtype).itemsize}")
+    ia, ib = jax.lax.bitcast_convert_type(a, as_int), jax.lax.bitcast_convert_type(b, as_int)
+    either_zero = (ia == 0) | (ib == 0)
+    return jnp.where(either_zero, jax.lax.bitcast_convert_type(ia | ib, a.dtype), a + b)
 
 
 class SeriesMetrics(NamedTuple):
@@ -111,7 +157,17 @@ def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None)
     pattern) gives compute_cost, which is NaN when it is not given.
 
     Computed in numpy (float64), so leaves of every shape share no compilation.
+    An empty `x` keeps everything it has (fractions 1, error 0, density 0).
+
+    Raises:
+      TypeError: `x` or a term does not hold real numbers.
+      ValueError: `x` or a term has NaN or +-inf (named, with the count); a
+        term's shape differs from `x`'s; `series` has another number of terms;
+        or the terms are not a decomposition of `x` (where their sum is
+        non-zero it must equal `x`, as `decompose` guarantees), which would
+        report fractions above 1.
     """
+    _check_decomposition(x, terms, series)
     x = np.asarray(x, np.float64)
     approx = np.asarray(reconstruct(terms), np.float64)
     nonzero = x != 0
@@ -129,6 +185,31 @@ def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None)
         density=float(np.count_nonzero(approx)) / max(x.size, 1),
         compute_cost=cost,
     )
+
+
+def _check_decomposition(x: Any, terms: Sequence[Any], series: Any) -> None:
+    """The checks of `series_metrics`, on the host, before any work."""
+    x = np.asarray(patterns.base.as_real_array(x, "x", allow_bool=False))
+    if isinstance(terms, (str, bytes)) or not isinstance(terms, Sequence) or not terms:
+        raise ValueError(f"terms must be a non-empty sequence of arrays, got {terms!r:.80}")
+    expected = patterns.as_series(series).terms if series is not None else terms
+    if len(terms) != len(expected):
+        raise ValueError(
+            f"{len(terms)} terms given for series {patterns.as_series(series).spec()!r} "
+            f"of {len(expected)} terms"
+        )
+    total = np.zeros(x.shape, np.float64)
+    for i, term in enumerate(terms):
+        term = np.asarray(patterns.base.as_real_array(term, f"terms[{i}]", allow_bool=False))
+        if term.shape != x.shape:
+            raise ValueError(f"terms[{i}] has shape {term.shape}, x has {x.shape}: they must match")
+        total += term
+    stray = np.count_nonzero((total != 0) & (total != x.astype(np.float64)))
+    if stray:
+        raise ValueError(
+            f"the terms are not a decomposition of x: at {stray} element(s) their sum is "
+            "non-zero and differs from x (terms must be x's values on disjoint supports)"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +243,11 @@ def decompose_tree(
         its GEMM view).
       require_all: raise ValueError if a rule matches no leaf.
 
+    Raises:
+      ValueError: a rule matches no leaf (with `require_all`); a leaf has NaN
+        or +-inf (naming its path and the count); two leaves flatten to one path.
+      TypeError: a leaf does not hold real numbers.
+
     Returns:
       `TreeDecomposition`: terms per path ('/'-joined) and a per-leaf report;
       leaves no rule matched stay dense and are reported with matched=False.
@@ -169,6 +255,9 @@ def decompose_tree(
     flat = tree_paths.flatten(params)
     rules = [tree_paths.Rule(r.pattern, patterns.as_series(r.value), r.axis) for r in tree_paths.as_rules(rules)]
     chosen = tree_paths.match_rules(list(flat), rules, require_all=require_all)
+    # Every leaf is reported with metrics, so every leaf is checked, by path.
+    for path, leaf in flat.items():
+        patterns.base.as_real_array(leaf, f"leaf {path!r}", allow_bool=chosen[path] is None)
     axes = {
         path: tree_paths.default_axis(leaf.ndim) if rule.axis is None else rule.axis
         for path, leaf in flat.items()
@@ -196,16 +285,17 @@ def _decompose_batched(
     [-1, length] with its grouping axis last, the rows of a group are
     decomposed together, then split and put back in shape. A model with dozens
     of leaf shapes compiles a handful of decompositions."""
-    rows, view_axes, groups = {}, {}, {}
+    rows, view_axes, groups, counts = {}, {}, {}, {}
     for path, leaf in leaves.items():
         view, view_axes[path] = patterns.base.group_view(jnp.asarray(leaf), axes[path])
         rows[path] = jnp.moveaxis(view, view_axes[path], -1)
+        counts[path] = math.prod(rows[path].shape[:-1])  # spelled out: the length may be 0
         key = (series[path], rows[path].shape[-1], jnp.dtype(leaf.dtype))
         groups.setdefault(key, []).append(path)
     out = {}
     for (spec, _, _), paths in groups.items():
-        stacked = jnp.concatenate([rows[p].reshape(-1, rows[p].shape[-1]) for p in paths])
-        bounds = np.cumsum([0] + [rows[p].size // rows[p].shape[-1] for p in paths])
+        stacked = jnp.concatenate([rows[p].reshape(counts[p], rows[p].shape[-1]) for p in paths])
+        bounds = np.cumsum([0] + [counts[p] for p in paths])
         group_terms = decompose(stacked, spec, -1)
         for path, lo, hi in zip(paths, bounds[:-1], bounds[1:]):
             out[path] = tuple(

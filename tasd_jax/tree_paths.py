@@ -25,8 +25,23 @@ def path_str(key_path: tuple) -> str:
 
 
 def flatten(tree: Any) -> dict[str, Any]:
-    """Returns {'/'-joined path: leaf} in the tree's leaf order."""
-    return {path_str(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+    """Returns {'/'-joined path: leaf} in the tree's leaf order.
+
+    Raises:
+      ValueError: two leaves join to the same path (`{"a/b": x, "a": {"b": y}}`),
+        naming both: one would silently replace the other.
+    """
+    flat, key_paths = {}, {}
+    for key_path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        path = path_str(key_path)
+        if path in flat:
+            raise ValueError(
+                f"two leaves flatten to the path {path!r}: "
+                f"{jax.tree_util.keystr(key_paths[path])} and {jax.tree_util.keystr(key_path)}; "
+                "rename one (paths are '/'-joined keys)"
+            )
+        flat[path], key_paths[path] = leaf, key_path
+    return flat
 
 
 def unflatten(flat: Mapping[str, Any], like: Any) -> Any:

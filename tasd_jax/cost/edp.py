@@ -69,12 +69,13 @@ LRF read and write per effectual MAC).
 **EDP** = cycles x pJ, per GEMM; the model's EDP is total cycles x total pJ.
 """
 
+import collections
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from tasd_jax import patterns
-from tasd_jax.cost.gemms import GEMM
+from tasd_jax.cost.gemms import GEMM, check_gemms
 from tasd_jax.cost.hardware import Hardware, hardware
 
 
@@ -148,12 +149,14 @@ def estimate(
       An `Estimate`.
 
     Raises:
-      ValueError: a series the hardware cannot run (naming both), a sparse
-        series on both operands of a single-sparse-operand design, a density
-        outside (0, 1], or a mapping naming unknown GEMMs.
+      TypeError: an entry of `gemms` that is not a `GEMM` (`check_gemms`).
+      ValueError: a GEMM size that is not an integer >= 0, a series the
+        hardware cannot run (naming both), a sparse series on both operands of
+        a single-sparse-operand design, a density outside [0, 1], a mapping
+        naming unknown GEMMs, or a mapping over GEMMs that share a name.
     """
     hw = hardware(hw) if isinstance(hw, str) else hw
-    gemms = tuple(gemms)
+    gemms = check_gemms(gemms)
     if not gemms:
         raise ValueError("estimate needs at least one GEMM (got an empty list)")
     m, k, n, batch = (
@@ -352,6 +355,13 @@ def _per_gemm(value: Any, gemms: tuple[GEMM, ...], what: str, default: Any) -> l
         if unknown:
             raise ValueError(
                 f"{what} names GEMMs {unknown[:5]} that are not among the {len(names)} given"
+            )
+        # A name shared by several GEMMs would give them all one entry unasked.
+        shared = sorted(name for name, count in collections.Counter(names).items() if count > 1)
+        if shared:
+            raise ValueError(
+                f"{what} is a mapping by GEMM name, but the GEMMs share names {shared[:5]}: "
+                "give them unique names (gemms_of does) or pass a sequence"
             )
         out = [value.get(name, default) for name in names]
     elif isinstance(value, (str, patterns.Pattern)) or np.ndim(value) == 0:

@@ -65,6 +65,33 @@ class GEMM(NamedTuple):
         return self.batch * self.m * self.k * self.n
 
 
+def check_gemms(gemms: Any, what: str = "gemms") -> tuple[GEMM, ...]:
+    """The GEMMs as a tuple, checked before any cost is computed.
+
+    Raises:
+      TypeError: `gemms` is not a sequence, or an entry is not a `GEMM` (a
+        plain tuple's fields would be read by position, unchecked).
+      ValueError: a size (m, k, n, batch) that is not an integer >= 0: a
+        negative or fractional size gives negative or fractional cycles and
+        energy. A size of 0 is an empty GEMM and costs nothing.
+    """
+    if isinstance(gemms, (str, bytes, GEMM)) or not isinstance(gemms, Sequence):
+        raise TypeError(f"{what} must be a sequence of GEMMs, got {type(gemms).__name__}")
+    for i, g in enumerate(gemms):
+        if not isinstance(g, GEMM):
+            raise TypeError(
+                f"{what}[{i}] is a {type(g).__name__}, not a GEMM: build it with "
+                "GEMM(name, m, k, n, ...) or take it from gemms_of"
+            )
+        for field in ("m", "k", "n", "batch"):
+            size = getattr(g, field)
+            if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 0:
+                raise ValueError(
+                    f"{what}[{i}] ({g.name!r}) has {field}={size!r}: sizes must be integers >= 0"
+                )
+    return tuple(gemms)
+
+
 def total_macs(gemms: Sequence[GEMM]) -> int:
     """Sum of multiply-accumulates over `gemms`."""
     return sum(g.macs for g in gemms)

@@ -9,21 +9,38 @@ backend (backends.py):
   so the XLA path never loads `jax.experimental.pallas`.
 """
 
+import math
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tasd_jax import patterns
 from tasd_jax.kernels import backends, formats, series_xla, tw_xla
 
 
-def _check_operand(a: jax.Array, packed: formats.PackedTW) -> None:
-    k, _ = packed.shape
+def _operand(a: jax.Array, k: int, what: str, shape: tuple[int, int]) -> jax.Array:
+    """`a` as a jax array. Raises TypeError unless it holds real numbers,
+    ValueError unless its last axis is K (NaN simply propagates to the product)."""
+    a = a if isinstance(a, jax.Array) else np.asarray(a)
+    patterns.base.check_real_dtype(a.dtype, "a", allow_bool=False)
     if a.ndim < 1 or a.shape[-1] != k:
-        raise ValueError(
-            f"a has shape {a.shape}; its last axis must be K={k} (W is {packed.shape})"
-        )
+        raise ValueError(f"a has shape {a.shape}; its last axis must be K={k} ({what} {shape})")
+    return jnp.asarray(a)
+
+
+def _rows(a: jax.Array) -> jax.Array:
+    """[..., K] -> [M, K]; M spelled out, since reshape(-1, 0) cannot infer it."""
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
+
+
+def _empty_product(a2: jax.Array, width: int, dtype) -> jax.Array | None:
+    """The product when an operand is empty (no row of A, K = 0, no column):
+    zeros [M, width], which no backend needs to compute; else None."""
+    if a2.size and width:
+        return None
+    return jnp.zeros((a2.shape[0], width), dtype)
 
 
 def tw_matmul(
@@ -54,22 +71,33 @@ def tw_matmul(
       of `a` and W promoted; products accumulate in float32.
     """
     backend = backends.check_backend(backend)
+    if not isinstance(packed, formats.PackedTW):
+        raise TypeError(
+            f"packed must be a PackedTW (from kernels.pack_tw(w, g)), got {type(packed).__name__}"
+        )
     if block_m is not None and (not isinstance(block_m, int) or block_m < 1):
         raise ValueError(f"block_m={block_m!r} must be an integer >= 1")
     sizes = {} if block_m is None else {"block_m": block_m}
-    a = jnp.asarray(a)
-    _check_operand(a, packed)
+    a = _operand(a, packed.shape[0], "W is", packed.shape)
     lead = a.shape[:-1]
-    a2 = a.reshape(-1, a.shape[-1])
-    if backend == "reference":
-        out = tw_xla.tw_matmul_reference(a2, packed, compact=compact)
-    elif backend == "xla":
-        out = tw_xla.tw_matmul_xla(a2, packed, compact=compact, **sizes)
-    else:
-        from tasd_jax.kernels import tw_pallas  # Pallas is imported only when used.
-
-        out = tw_pallas.tw_matmul_pallas(a2, packed, interpret=interpret, compact=compact, **sizes)
+    a2 = _rows(a)
+    width = packed.compact_width if compact else packed.shape[1]
+    out = _empty_product(a2, width, formats.result_dtype(a, packed))
+    if out is None:
+        out = _tw_product(a2, packed, backend, interpret=interpret, compact=compact, **sizes)
     return out.reshape(*lead, out.shape[-1])
+
+
+def _tw_product(a2: jax.Array, packed: formats.PackedTW, backend: str, **kwargs) -> jax.Array:
+    """[M, K] @ W on the chosen backend (`tw_matmul`'s arguments, checked)."""
+    interpret = kwargs.pop("interpret")
+    if backend == "reference":
+        return tw_xla.tw_matmul_reference(a2, packed, compact=kwargs["compact"])
+    if backend == "xla":
+        return tw_xla.tw_matmul_xla(a2, packed, **kwargs)
+    from tasd_jax.kernels import tw_pallas  # Pallas is imported only when used.
+
+    return tw_pallas.tw_matmul_pallas(a2, packed, interpret=interpret, **kwargs)
 
 
 def series_matmul(
@@ -101,22 +129,31 @@ def series_matmul(
     else:
         if series is None:
             raise ValueError("dense terms need series= (e.g. '2:4+1:8') naming their N:M patterns")
+        if isinstance(terms, jax.Array) or not isinstance(terms, Sequence):
+            raise TypeError(
+                f"terms must be a PackedSeries or a sequence of [K, N] arrays (one per term), "
+                f"got {type(terms).__name__}"
+            )
         packed = formats.pack_series(terms, series)
-    a = jnp.asarray(a)
-    k, _ = packed.shape
-    if a.ndim < 1 or a.shape[-1] != k:
-        raise ValueError(
-            f"a has shape {a.shape}; its last axis must be K={k} (terms are {packed.shape})"
-        )
+    k, n = packed.shape
+    a = _operand(a, k, "terms are", packed.shape)
     lead = a.shape[:-1]
-    a2 = a.reshape(-1, k)
+    a2 = _rows(a)
     dtype = jnp.result_type(a.dtype, *(t.values.dtype for t in packed.terms))
-    if backend == "reference":
-        out = series_xla.series_matmul_reference(a2, packed, dtype)
-    elif backend == "xla":
-        out = series_xla.series_matmul_xla(a2, packed, dtype)
-    else:
-        from tasd_jax.kernels import series_pallas  # Pallas is imported only when used.
-
-        out = series_pallas.series_matmul_pallas(a2, packed, interpret=interpret)
+    out = _empty_product(a2, n, dtype)
+    if out is None:
+        out = _series_product(a2, packed, dtype, backend, interpret)
     return out.reshape(*lead, out.shape[-1])
+
+
+def _series_product(
+    a2: jax.Array, packed: formats.PackedSeries, dtype, backend: str, interpret: bool
+) -> jax.Array:
+    """[M, K] @ sum(terms) on the chosen backend (`series_matmul`'s arguments, checked)."""
+    if backend == "reference":
+        return series_xla.series_matmul_reference(a2, packed, dtype)
+    if backend == "xla":
+        return series_xla.series_matmul_xla(a2, packed, dtype)
+    from tasd_jax.kernels import series_pallas  # Pallas is imported only when used.
+
+    return series_pallas.series_matmul_pallas(a2, packed, interpret=interpret)

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import jax
 
+from tasd_jax.patterns import base
 from tasd_jax.patterns.base import (
     Pattern,
     ThresholdPattern,
@@ -27,14 +28,16 @@ def global_masks(
     """Keep-masks for several arrays with one threshold across all of them.
 
     Patterns without a target sparsity (N:M, series, dense) have no threshold
-    to share: each array gets its own mask.
+    to share: each array gets its own mask. Scores are checked as `Pattern`
+    documents, each named by its index (`scores[i]`); `[]` gives `[]`.
     """
     pattern = parse(pattern)
     if isinstance(pattern, ThresholdPattern):
         return pattern.masks(list(scores), axis, sparsity=sparsity)
     if sparsity is not None:
         raise ValueError(f"pattern {pattern.spec()!r} has no sparsity to set (got {sparsity})")
-    return [pattern.mask(s, axis) for s in scores]
+    checked = [base.as_score_array(s, f"scores[{i}]") for i, s in enumerate(scores)]
+    return [pattern.mask(s, axis) for s in checked]
 
 
 __all__ = [

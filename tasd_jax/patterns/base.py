@@ -21,6 +21,8 @@ Spec strings (the user's language):
 
 import abc
 import dataclasses
+import functools
+import math
 import re
 from typing import Any, Callable, ClassVar, Sequence, TypeVar
 
@@ -32,10 +34,60 @@ _REGISTRY: dict[str, type["Pattern"]] = {}
 P = TypeVar("P", bound=type)
 
 
+def _checking_scores(method: Callable, many: bool) -> Callable:
+    """Wraps a pattern's `mask` (many=False) or `masks` (many=True) with the
+    checks of `Pattern`, before any work; empty arrays never reach `method`."""
+    if getattr(method, "_checks_scores", False):  # already wrapped (an alias)
+        return method
+
+    @functools.wraps(method)
+    def checked(self, scores, axis=-2, **kwargs):
+        check_axis_type(axis)
+        if many:
+            if isinstance(scores, (str, bytes)) or not isinstance(scores, Sequence):
+                raise TypeError(
+                    f"scores must be a list of arrays (one per layer), got {type(scores).__name__}"
+                )
+            arrays = [as_score_array(s, f"scores[{i}]") for i, s in enumerate(scores)]
+        else:
+            arrays = [as_score_array(scores, "scores")]
+        if arrays and all(a.size for a in arrays):
+            return method(self, arrays if many else arrays[0], axis, **kwargs)
+        # An empty array holds no weight: its mask is empty and it moves no
+        # threshold, so the other arrays' masks are computed without it.
+        if kwargs.get("sparsity") is not None and isinstance(self, ThresholdPattern):
+            self._sparsity(kwargs["sparsity"])  # checked even when nothing is pruned
+        out = [jnp.zeros(a.shape, bool) for a in arrays]
+        full = [i for i, a in enumerate(arrays) if a.size]
+        if full:
+            kept = method(self, [arrays[i] for i in full], axis, **kwargs)
+            for i, keep in zip(full, kept):
+                out[i] = keep
+        return out if many else out[0]
+
+    checked._checks_scores = True
+    return checked
+
+
 class Pattern(abc.ABC):
-    """Base of every sparsity pattern; subclasses are frozen dataclasses."""
+    """Base of every sparsity pattern; subclasses are frozen dataclasses.
+
+    Scores are checked before any work, for every pattern (a subclass's `mask`
+    and `masks` are wrapped by `_checking_scores` when it is defined):
+    a score array must hold real numbers (TypeError otherwise); concrete scores
+    must be finite (ValueError naming the count of NaN / inf). Traced scores
+    (inside jit) cannot be checked: there NaN ranks lowest and +inf highest
+    (`rank_keys`). An empty array's mask is an empty mask, and `masks([])` is [].
+    """
 
     name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, many in (("mask", False), ("masks", True)):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__isabstractmethod__", False):
+                setattr(cls, name, _checking_scores(method, many))
 
     @abc.abstractmethod
     def mask(self, scores: jax.Array, axis: int = -2) -> jax.Array:
@@ -62,7 +114,8 @@ class ThresholdPattern(Pattern):
 
     `masks` applies one selection across all given arrays (global threshold);
     `mask` is the per-array case. `sparsity=` overrides the field and may be a
-    traced scalar, so schedules change it inside jit without recompiling.
+    traced scalar, so schedules change it inside jit without recompiling; a
+    concrete override is range-checked like the field (`validate_sparsity`).
     """
 
     sparsity: float
@@ -76,8 +129,18 @@ class ThresholdPattern(Pattern):
     ) -> list[jax.Array]:
         """Keep-masks for all arrays, with one threshold across them."""
 
+    def validate_sparsity(self, sparsity: Any) -> None:
+        """Raises ValueError unless `sparsity` suits this pattern (skipped when
+        traced): the one check of the field (in `__post_init__`) and of a
+        `sparsity=` override. Patterns with a narrower range override it."""
+        check_sparsity(sparsity)
+
     def _sparsity(self, sparsity: Any) -> Any:
-        return self.sparsity if sparsity is None else sparsity
+        """The sparsity in force: the field, or a checked `sparsity=` override."""
+        if sparsity is None:
+            return self.sparsity
+        self.validate_sparsity(sparsity)
+        return sparsity
 
 
 def register(name: str) -> Callable[[P], P]:
@@ -137,6 +200,9 @@ def _parse_series(text: str) -> Pattern:
     parts = text.split("+")
     if any(not p.strip() for p in parts):
         raise ValueError("a series has an empty term: terms are 'N:M' joined by '+'")
+    # Checked before building the terms, so a huge spec costs nothing (the
+    # limit itself, and why, are in `nm.Series`).
+    _REGISTRY["series"].check_term_count(len(parts))
     terms = []
     for part in parts:
         match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", part)
@@ -186,21 +252,117 @@ def is_concrete(value: Any) -> bool:
     return not isinstance(value, jax.core.Tracer)
 
 
-def check_sparsity(sparsity: Any, upper: float = 1.0) -> None:
-    """Raises ValueError unless 0 <= sparsity < upper (skipped for traced values)."""
-    if is_concrete(sparsity) and not 0.0 <= float(sparsity) < upper:
-        raise ValueError(f"sparsity={sparsity} must be in [0, {upper})")
+def check_sparsity(
+    sparsity: Any, lower: float = 0.0, upper: float = 1.0, reason: str = ""
+) -> None:
+    """Raises ValueError unless lower <= sparsity < upper (skipped for traced values)."""
+    if not is_concrete(sparsity):
+        return
+    rule = f"must be in [{lower:g}, {upper:g})" + (f": {reason}" if reason else "")
+    if np.ndim(sparsity) != 0 or not jnp.issubdtype(np.asarray(sparsity).dtype, jnp.number):
+        raise ValueError(f"sparsity={sparsity!r} must be a number: it {rule}")
+    if not lower <= float(sparsity) < upper:
+        raise ValueError(f"sparsity={sparsity} {rule}")
+
+
+# Sizes (group, vector, tile, block lengths) end up in int32 index arithmetic.
+MAX_SIZE = 2**31 - 1
 
 
 def check_positive_int(name: str, value: Any) -> None:
+    """Raises ValueError unless `value` is an integer (not a bool) in [1, MAX_SIZE]."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name}={value!r} must be an integer >= 1")
+    if value > MAX_SIZE:
+        raise ValueError(f"{name}={value} must be <= {MAX_SIZE}: sizes are int32 indices")
 
 
-def normalize_axis(axis: int, ndim: int) -> int:
+def check_axis_type(axis: Any) -> None:
+    """Raises TypeError unless `axis` is an integer (not a bool)."""
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"axis={axis!r} must be an integer, got {type(axis).__name__}")
+
+
+def normalize_axis(axis: Any, ndim: int) -> int:
+    """`axis` in [0, ndim). Raises TypeError for a non-integer axis, ValueError out of range."""
+    check_axis_type(axis)
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis={axis} is out of range for an array of rank {ndim}")
-    return axis % ndim
+    return int(axis) % ndim
+
+
+def check_real_dtype(dtype: Any, what: str, *, allow_bool: bool) -> None:
+    """Raises TypeError unless `dtype` is a real number type (integer or
+    floating, bfloat16 included; bool if `allow_bool`): strings, objects and
+    complex numbers have no order to rank by."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        if allow_bool:
+            return
+    elif jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating):
+        return
+    kinds = "integer, floating or bool" if allow_bool else "integer or floating"
+    raise TypeError(f"{what} has dtype {dtype}; it must hold real numbers ({kinds})")
+
+
+def count_nonfinite(x: Any) -> int:
+    """Number of NaN and +-inf entries of a concrete array (0 for integers)."""
+    x = np.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return 0
+    return int(x.size - np.count_nonzero(np.isfinite(x)))
+
+
+def check_finite(x: Any, what: str) -> None:
+    """Raises ValueError naming `what` and how many of its values are NaN or
+    +-inf. Concrete arrays only: a traced value is not known, so it passes."""
+    if not is_concrete(x):
+        return
+    bad = count_nonfinite(x)
+    if bad:
+        raise ValueError(
+            f"{what} has {bad} non-finite value(s) (NaN or +-inf) among {np.size(x)}; "
+            "it must be finite"
+        )
+
+
+def as_real_array(x: Any, what: str, *, allow_bool: bool) -> jax.Array:
+    """`x` as a jax array of real numbers, checked before any work.
+
+    Raises:
+      TypeError: `x` does not hold real numbers (`check_real_dtype`).
+      ValueError: concrete `x` has NaN or +-inf (`check_finite`), or values that
+        its conversion to a jax dtype would change (int64 beyond int32, float64
+        beyond float32 without jax x64). Traced `x` is only type-checked.
+    """
+    if not isinstance(x, jax.Array):  # tracers are jax.Arrays too
+        x = np.asarray(x)
+        check_real_dtype(x.dtype, what, allow_bool=allow_bool)
+        check_finite(x, what)
+        _check_fits(x, jax.dtypes.canonicalize_dtype(x.dtype), what)
+        return jnp.asarray(x)
+    check_real_dtype(x.dtype, what, allow_bool=allow_bool)
+    check_finite(x, what)
+    return x
+
+
+def _check_fits(x: np.ndarray, dtype: Any, what: str) -> None:
+    """Raises ValueError if converting finite `x` to `dtype` would change a
+    value (wrap an integer, overflow a float to inf)."""
+    if x.dtype == dtype or not x.size or x.dtype == np.bool_:
+        return
+    limits = np.iinfo(dtype) if jnp.issubdtype(dtype, jnp.integer) else jnp.finfo(dtype)
+    low, high = x.min(), x.max()
+    if low < limits.min or high > limits.max:
+        raise ValueError(
+            f"{what} has values in [{low}, {high}], beyond {np.dtype(dtype).name} "
+            f"(jax without x64 stores {x.dtype} as {np.dtype(dtype).name}); rescale or cast it"
+        )
+
+
+def as_score_array(scores: Any, what: str) -> jax.Array:
+    """A score array checked as `Pattern` documents (`as_real_array`, bools allowed)."""
+    return as_real_array(scores, what, allow_bool=True)
 
 
 def as_matrix(x: jax.Array, axis: int) -> jax.Array:
@@ -217,7 +379,8 @@ def as_matrix(x: jax.Array, axis: int) -> jax.Array:
             f"axis={axis} is the output axis of shape {x.shape}; GEMM-weight patterns prune "
             "along the contraction axis (a non-last axis, -2 for flax kernels)"
         )
-    return x.reshape(-1, x.shape[-1])
+    # K spelled out: reshape(-1, 0) cannot infer K for a kernel with no outputs.
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
 
 
 def group_view(x: jax.Array, axis: int) -> tuple[jax.Array, int]:
@@ -253,5 +416,27 @@ def column_rms(w: jax.Array) -> jax.Array:
 
 
 def scores_as_float(scores: jax.Array) -> jax.Array:
+    """Scores as a floating array (integers and bools as float32)."""
     scores = jnp.asarray(scores)
     return scores if jnp.issubdtype(scores.dtype, jnp.floating) else scores.astype(jnp.float32)
+
+
+def rank_keys(scores: jax.Array) -> jax.Array:
+    """Float scores as keys to rank by: NaN becomes -inf, the lowest, and -0.0
+    becomes 0.0; +inf stays the highest.
+
+    The one rule for scores that are not finite, applied by both ranking
+    primitives every pattern goes through (`nm.group_ranks` and the series
+    masks for elements in groups, `selection.prune_lowest` for units under a
+    threshold). Concrete scores never get here non-finite (`Pattern` raises);
+    traced ones (inside a jitted train step) may, and then NaN is pruned first
+    while the mask keeps its pattern's structure. A unit aggregated from
+    elements (a column's, a tile row segment's or a block's RMS) is NaN, hence
+    lowest, if any of its scores is NaN, and +inf if one is infinite (an RMS
+    squares its scores, so there -inf counts as the largest magnitude; an
+    element pattern ranks -inf lowest). -0.0 is mapped because `lax.top_k`
+    orders it below 0.0 while comparisons treat the two as equal.
+    """
+    return jnp.where(jnp.isnan(scores), -jnp.inf, jnp.where(scores == 0, 0, scores)).astype(
+        scores.dtype
+    )

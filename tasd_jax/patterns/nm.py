@@ -8,9 +8,17 @@ a kernel of rank >= 3 the groups run along the K of its GEMM view
 (`base.group_view`; docs/conventions.md), so a convolution kernel is grouped as
 the GEMM the hardware runs.
 
-The rank of each element inside its group is a count of M-1 comparisons, done
-position by position on the [..., G, M, ...] view: no sort, no transpose, and
-XLA fuses it into one pass over the data (docs/measurements.md).
+The rank of each element inside its group: for groups of up to
+`_COMPARE_MAX_M` elements a count of M-1 comparisons, done position by
+position on the [..., G, M, ...] view: no sort, no transpose, and XLA fuses it
+into one pass over the data (docs/measurements.md). That graph grows like M^2
+(times the terms of a series), so larger groups are ranked by `lax.top_k`,
+which keeps the same tie rule (the lower index first) and compiles in a
+fraction of a second for any M.
+
+Scores that are NaN rank lowest (`base.rank_keys`), like the padding. The
+decomposition ranks exact magnitudes (`magnitudes`: right for the most
+negative integer too).
 """
 
 import dataclasses
@@ -20,15 +28,41 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from tasd_jax.patterns import base
 
 
-# A series whose group sizes have a small common multiple is computed in one
-# layout of lcm(M) positions; past this many positions the unrolled compares
-# would bloat compilation, so each term gets its own layout.
-_MAX_SHARED_POSITIONS = 64
+# The largest group and the most terms a spec may ask for. The hardware this
+# library models groups at most 8 elements and runs at most two terms per
+# pass (docs/tasd.md); the caps leave room to explore, and keep a typo such as
+# "1:64000" or a runaway generated series from compiling for minutes.
+MAX_M = 256
+MAX_TERMS = 8
+
+# Groups of up to this many elements are ranked by unrolled compares, larger
+# ones by `lax.top_k`. Measured on this project's 2-core x86-64 CPU, jax
+# 0.10.2, `tasd.decompose(x, "1:M")` of a 1024x1024 float32 array along K,
+# compile + first run (steady run), unrolled compares vs top_k (other jobs
+# shared the machine: timings vary by about 30%):
+#   M =  4:  0.084 s (0.6 ms)  vs 0.143 s (6.6 ms)
+#   M =  8:  0.123 s (0.8 ms)  vs 0.140 s (5.0 ms)
+#   M = 16:  0.507 s (2.5 ms)  vs 0.156 s (4.4 ms)
+#   M = 32:  1.210 s (3.3 ms)  vs 0.134 s (4.0 ms)
+#   M = 64:  4.701 s (14.3 ms) vs 0.123 s (4.6 ms)
+# (masks "2:M": 0.095 s vs 0.116 s at M = 8, 0.431 s vs 0.118 s at M = 16), so
+# top_k takes over above M = 8.
+_COMPARE_MAX_M = 8
+
+# A series is computed in one layout of lcm(M) positions (faster to run than
+# a layout per term) only while its unrolled compares, lcm(M) * sum(Mi - 1),
+# stay within this budget; past it XLA's fusion of the chained terms blows
+# up. `series_terms` at 2048x2048, shared vs per term (steady run): 2:4+1:8
+# (80 compares) 21.5 vs 23.0 ms, 1:8+1:8 (112) 12.6 vs 24.0 ms, 1:4+1:8+1:8
+# (136) 444 vs 71 ms, 1:8+1:8+1:8 (168) 547 vs 76 ms; at 1024x1024, 1:7+1:8
+# (728) compiled in 4.7 s vs 0.4 s and eight 1:8 terms in 105 s vs 2.4 s.
+_MAX_SHARED_COMPARES = 128
 
 
 def _grouped(x: jax.Array, size: int, axis: int, fill: float) -> jax.Array:
@@ -50,11 +84,50 @@ def _split_positions(x: jax.Array, size: int, axis: int, fill: float) -> list[ja
     return [lax.index_in_dim(grouped, i, axis + 1, keepdims=False) for i in range(size)]
 
 
+def _ungrouped(grouped: jax.Array, axis: int, length: int) -> jax.Array:
+    """Inverse of `_grouped`: [..., G, size, ...] back to the unpadded array."""
+    # The joined length spelled out: reshape cannot infer -1 for an empty array.
+    joined = grouped.shape[axis] * grouped.shape[axis + 1]
+    flat = grouped.reshape(grouped.shape[:axis] + (joined,) + grouped.shape[axis + 2 :])
+    return lax.slice_in_dim(flat, 0, length, axis=axis)
+
+
 def _join_positions(positions: list[jax.Array], axis: int, length: int) -> jax.Array:
     """Inverse of `_split_positions`: back to the unpadded array."""
-    stacked = jnp.stack(positions, axis=axis + 1)
-    shape = stacked.shape[:axis] + (-1,) + stacked.shape[axis + 2 :]
-    return lax.slice_in_dim(stacked.reshape(shape), 0, length, axis=axis)
+    return _ungrouped(jnp.stack(positions, axis=axis + 1), axis, length)
+
+
+def _lowest(dtype: Any) -> Any:
+    """The key below every real one: -inf for floats, 0 for unsigned integer
+    magnitudes. Padding gets it, and an element keyed so is never kept."""
+    return -jnp.inf if jnp.issubdtype(dtype, jnp.floating) else 0
+
+
+def magnitudes(x: jax.Array) -> jax.Array:
+    """|x| as keys to rank by, exact for every real dtype (same shape).
+
+    Floats: |x| with NaN as -inf (`base.rank_keys`). Signed integers: |x| read
+    as unsigned, since `jnp.abs` of the most negative value wraps (|-128| is
+    -128 in int8, which would rank last; as uint8 it is 128); an integer zero
+    is then the lowest key and never kept, which changes no term. Unsigned
+    integers: themselves.
+    """
+    dtype = jnp.dtype(x.dtype)
+    if jnp.issubdtype(dtype, jnp.floating):
+        return base.rank_keys(jnp.abs(x))
+    if jnp.issubdtype(dtype, jnp.signedinteger):
+        unsigned = jnp.dtype(f"uint{8 * dtype.itemsize}")
+        return lax.bitcast_convert_type(jnp.abs(x), unsigned)  # two's complement: exact
+    return x
+
+
+def _top_k_keys(keys: jax.Array) -> jax.Array:
+    """Keys in the same order for `lax.top_k`, whose fast path on CPU is
+    float32 (about 40x faster than on integers): integer keys of up to 16 bits
+    convert exactly; wider integer keys (|int32|) stay exact on the slow path."""
+    if jnp.issubdtype(keys.dtype, jnp.integer) and jnp.dtype(keys.dtype).itemsize <= 2:
+        return keys.astype(jnp.float32)
+    return keys
 
 
 def _ranks(positions: list[jax.Array]) -> list[jax.Array]:
@@ -67,6 +140,43 @@ def _ranks(positions: list[jax.Array]) -> list[jax.Array]:
     return ranks
 
 
+def _top_k_in_groups(keys: jax.Array, k: int, m: int, axis: int) -> tuple[jax.Array, jax.Array]:
+    """`lax.top_k` over every group of `m` along `axis`: the [..., G, ..., k]
+    positions of the k largest keys of each group (ties: lower index first),
+    and the [..., G, ..., m] iota of positions to scatter them against."""
+    grouped = jnp.moveaxis(_grouped(keys, m, axis, _lowest(keys.dtype)), axis + 1, -1)
+    _, top = lax.top_k(_top_k_keys(grouped), k)
+    return top, lax.broadcasted_iota(jnp.int32, grouped.shape, grouped.ndim - 1)
+
+
+def _scatter_to_groups(
+    values: jax.Array, top: jax.Array, like: jax.Array, axis: int, length: int
+) -> jax.Array:
+    """Writes `values` at positions `top` of zero groups shaped like `like`
+    ([..., G, ..., m]) and returns them in the input's layout."""
+    zeros = jnp.zeros_like(like, values.dtype)
+    out = jnp.put_along_axis(zeros, top, values, axis=-1, inplace=False)
+    return _ungrouped(jnp.moveaxis(out, -1, axis + 1), axis, length)
+
+
+def _group_ranks(keys: jax.Array, m: int, axis: int) -> jax.Array:
+    """`group_ranks` of keys already fit to rank (`base.rank_keys`, `magnitudes`)."""
+    if m <= _COMPARE_MAX_M:
+        positions = _split_positions(keys, m, axis, _lowest(keys.dtype))
+        return _join_positions(_ranks(positions), axis, keys.shape[axis])
+    order, iota = _top_k_in_groups(keys, m, m, axis)
+    return _scatter_to_groups(iota, order, iota, axis, keys.shape[axis])
+
+
+def _keep_largest(keys: jax.Array, n: int, m: int, axis: int) -> jax.Array:
+    """Bool mask of the `n` largest keys of every group of `m` along `axis`
+    (ties: the lower index), whatever their values."""
+    if m <= _COMPARE_MAX_M:
+        return _group_ranks(keys, m, axis) < n
+    top, iota = _top_k_in_groups(keys, n, m, axis)
+    return _scatter_to_groups(jnp.ones(top.shape, bool), top, iota, axis, keys.shape[axis])
+
+
 @functools.partial(jax.jit, static_argnames=("m", "axis"))
 def group_ranks(scores: jax.Array, m: int, axis: int) -> jax.Array:
     """Rank (0 = largest) of each element in its group of `m` along `axis`.
@@ -75,7 +185,7 @@ def group_ranks(scores: jax.Array, m: int, axis: int) -> jax.Array:
     patterns apply `base.group_view` before calling it).
 
     Args:
-      scores: any shape, float or int.
+      scores: any shape, float or int (ranked as float32); NaN ranks lowest.
       m: group size (static).
       axis: the grouping axis.
 
@@ -83,24 +193,45 @@ def group_ranks(scores: jax.Array, m: int, axis: int) -> jax.Array:
       int32 ranks shaped like `scores`; equal scores rank the lower index first.
       Jitted, as `series_masks`.
     """
-    scores = base.scores_as_float(scores)
-    axis = base.normalize_axis(axis, scores.ndim)
-    positions = _split_positions(scores, m, axis, -jnp.inf)
-    return _join_positions(_ranks(positions), axis, scores.shape[axis])
+    keys = base.rank_keys(base.scores_as_float(scores))
+    return _group_ranks(keys, m, base.normalize_axis(axis, keys.ndim))
 
 
-def _series_keeps(remaining: list[jax.Array], terms: "tuple[NM, ...]") -> list[list[jax.Array]]:
+def _series_keeps(
+    remaining: list[jax.Array], terms: "tuple[NM, ...]", lowest: Any
+) -> list[list[jax.Array]]:
     """Per term, the keep-mask of every position (of lcm(M) positions), chosen
-    greedily on what earlier terms left; -inf scores are never kept."""
+    greedily on what earlier terms left; keys equal to `lowest` are never kept."""
     keeps = []
     for term in terms:
         keep = []
         for start in range(0, len(remaining), term.m):
             group = remaining[start : start + term.m]
-            keep += [(r < term.n) & (g > -jnp.inf) for r, g in zip(_ranks(group), group)]
-        remaining = [jnp.where(k, -jnp.inf, r) for k, r in zip(keep, remaining)]
+            keep += [(r < term.n) & (g > lowest) for r, g in zip(_ranks(group), group)]
+        remaining = [jnp.where(k, lowest, r) for k, r in zip(keep, remaining)]
         keeps.append(keep)
     return keeps
+
+
+def _shares_positions(terms: "tuple[NM, ...]") -> bool:
+    """Whether a series is computed in one layout of lcm(M) positions."""
+    compares = math.lcm(*(t.m for t in terms)) * sum(t.m - 1 for t in terms)
+    return max(t.m for t in terms) <= _COMPARE_MAX_M and compares <= _MAX_SHARED_COMPARES
+
+
+def _series_keep_masks(keys: jax.Array, terms: "tuple[NM, ...]", axis: int) -> list[jax.Array]:
+    """Each term's keep-mask on keys fit to rank, grouped along `axis` as is;
+    keys at `_lowest` (padding, NaN, taken by an earlier term) are never kept."""
+    lowest = _lowest(keys.dtype)
+    if _shares_positions(terms):
+        positions = _split_positions(keys, math.lcm(*(t.m for t in terms)), axis, lowest)
+        keeps = _series_keeps(positions, terms, lowest)
+        return [_join_positions(k, axis, keys.shape[axis]) for k in keeps]
+    masks, remaining = [], keys
+    for term in terms:
+        masks.append(_keep_largest(remaining, term.n, term.m, axis) & (remaining > lowest))
+        remaining = jnp.where(masks[-1], lowest, remaining)
+    return masks
 
 
 @functools.partial(jax.jit, static_argnames=("terms", "axis"))
@@ -115,41 +246,34 @@ def series_masks(scores: jax.Array, terms: "tuple[NM, ...]", axis: int) -> list[
 
     Returns:
       One bool array shaped like `scores` per term; supports are disjoint.
-      Elements scored -inf (taken by an earlier term, or padding) are never kept.
+      Elements scored -inf or NaN (and padding) are never kept.
       Jitted: its unrolled compares would run one by one outside jit.
     """
-    scores = base.scores_as_float(scores)
-    view, axis = base.group_view(scores, axis)
-    length = view.shape[axis]
-    shared = math.lcm(*(t.m for t in terms))
-    if shared > _MAX_SHARED_POSITIONS:
-        masks, remaining = [], view
-        for term in terms:
-            masks.append((group_ranks(remaining, term.m, axis) < term.n) & (remaining > -jnp.inf))
-            remaining = jnp.where(masks[-1], -jnp.inf, remaining)
-    else:
-        keeps = _series_keeps(_split_positions(view, shared, axis, -jnp.inf), terms)
-        masks = [_join_positions(keep, axis, length) for keep in keeps]
-    return [m.reshape(scores.shape) for m in masks]
+    keys = base.rank_keys(base.scores_as_float(scores))
+    view, axis = base.group_view(keys, axis)
+    return [m.reshape(keys.shape) for m in _series_keep_masks(view, terms, axis)]
 
 
 def series_terms(x: jax.Array, terms: "tuple[NM, ...]", axis: int) -> list[jax.Array]:
     """The terms of the TASD decomposition of `x` (see `tasd.decompose`).
 
-    Same selection as `series_masks(|x|, ...)` (grouping included), but |x| is
-    taken per position and the terms are written straight from the positions,
-    so XLA neither materialises |x| nor re-reads `x` (about 1.5x faster on CPU).
+    The selection of `series_masks` on `magnitudes(x)` (exact for integers;
+    an integer zero is never "kept", which changes no term). In one layout of
+    positions, |x| is taken per position and the terms are written straight
+    from the positions, so XLA neither materialises |x| nor re-reads `x`
+    (about 1.5x faster on CPU).
     """
-    shared = math.lcm(*(t.m for t in terms))
-    zero = jnp.zeros((), x.dtype)
-    if shared > _MAX_SHARED_POSITIONS:
-        return [jnp.where(k, x, zero) for k in series_masks(jnp.abs(x), terms, axis)]
     view, view_axis = base.group_view(x, axis)
+    zero = jnp.zeros((), x.dtype)
+    if not _shares_positions(terms):
+        masks = _series_keep_masks(magnitudes(view), terms, view_axis)
+        return [jnp.where(k, view, zero).reshape(x.shape) for k in masks]
     length = view.shape[view_axis]
-    values = _split_positions(view, shared, view_axis, 0)
+    values = _split_positions(view, math.lcm(*(t.m for t in terms)), view_axis, 0)
+    keys = [magnitudes(v) for v in values]
     # Padding scores |0| = 0 and sits after every real element of its group,
     # so it never displaces one (ties keep the lower index) and is cut off.
-    keeps = _series_keeps([jnp.abs(v) for v in values], terms)
+    keeps = _series_keeps(keys, terms, _lowest(keys[0].dtype))
     return [
         _join_positions([jnp.where(k, v, zero) for k, v in zip(keep, values)], view_axis, length)
         .reshape(x.shape)
@@ -193,7 +317,9 @@ def series_fits(mask: jax.Array, terms: "tuple[NM, ...]", axis: int) -> jax.Arra
       bool scalar. Jitted: a scan is traced anew on every call outside jit.
     """
     view, axis = base.group_view(jnp.asarray(mask, bool), axis)
-    block = math.lcm(*(t.m for t in terms))
+    # Past the axis' length one block holds all of it and the rest is never
+    # kept, so the scan stops there: lcm(M) of large, coprime M is astronomical.
+    block = min(math.lcm(*(t.m for t in terms)), max(view.shape[axis], 1))
     # [block, ...]: the position inside the block first, then every block and
     # the other axes side by side; padding is not kept.
     stacked = jnp.moveaxis(_grouped(view, block, axis, False), axis + 1, 0)
@@ -222,7 +348,11 @@ def series_fits(mask: jax.Array, terms: "tuple[NM, ...]", axis: int) -> jax.Arra
 @base.register("nm")
 @dataclasses.dataclass(frozen=True)
 class NM(base.Pattern):
-    """Keep the `n` largest of every `m` consecutive elements along the axis."""
+    """Keep the `n` largest of every `m` consecutive elements along the axis.
+
+    1 <= n <= m <= MAX_M (256): no N:M hardware groups more elements (the
+    accelerators modelled here stop at M = 8), and a larger M is a typo.
+    """
 
     n: int
     m: int
@@ -238,6 +368,11 @@ class NM(base.Pattern):
             raise ValueError(f"N={self.n} must be >= 1 (0:M keeps nothing)")
         if self.n > self.m:
             raise ValueError(f"N={self.n} must be <= M={self.m}")
+        if self.m > MAX_M:
+            raise ValueError(
+                f"M={self.m} must be <= {MAX_M}: no N:M hardware groups more elements "
+                "(the accelerators modelled here stop at M=8)"
+            )
 
     @property
     def compute_cost(self) -> float:
@@ -264,16 +399,28 @@ class Series(base.Pattern):
     """A TASD series: term i keeps Ni:Mi of what the earlier terms left.
 
     Its mask is the union of the terms' supports (`tasd.decompose` gives the
-    terms themselves).
+    terms themselves). At most MAX_TERMS (8) terms: no hardware runs more (the
+    accelerators modelled here run at most two per pass), and the parser
+    rejects a longer spec before building any term.
     """
 
     terms: tuple[NM, ...]
 
     def __post_init__(self):
-        if not self.terms:
-            raise ValueError("a series needs at least one N:M term")
+        if not isinstance(self.terms, tuple) or not self.terms:
+            raise ValueError(f"a series needs a tuple of at least one N:M term, got {self.terms!r}")
+        self.check_term_count(len(self.terms))
         if not all(isinstance(t, NM) for t in self.terms):
             raise ValueError(f"series terms {self.terms!r} must all be N:M patterns")
+
+    @staticmethod
+    def check_term_count(count: int) -> None:
+        """Raises ValueError for more than MAX_TERMS terms (see `MAX_TERMS`)."""
+        if count > MAX_TERMS:
+            raise ValueError(
+                f"a series of {count} terms is more than {MAX_TERMS}: no hardware runs more "
+                "(the accelerators modelled here run at most two per pass)"
+            )
 
     @property
     def compute_cost(self) -> float:
@@ -281,12 +428,15 @@ class Series(base.Pattern):
         return sum(t.compute_cost for t in self.terms)
 
     def term_masks(self, scores: jax.Array, axis: int = -2) -> list[jax.Array]:
-        """Each term's keep-mask, chosen greedily on what earlier terms left."""
+        """Each term's keep-mask, chosen greedily on what earlier terms left
+        (scores checked as in `mask`)."""
+        scores = base.as_score_array(scores, "scores")
+        if not scores.size:
+            return [jnp.zeros(scores.shape, bool) for _ in self.terms]
         return series_masks(scores, self.terms, axis)
 
     def mask(self, scores: jax.Array, axis: int = -2) -> jax.Array:
-        masks = self.term_masks(scores, axis)
-        return jnp.any(jnp.stack(masks), axis=0)
+        return jnp.any(jnp.stack(series_masks(scores, self.terms, axis)), axis=0)
 
     def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
         """Whether the kept elements can be shared out among the terms, each
@@ -332,22 +482,48 @@ class Dense(base.Pattern):
         return "dense"
 
 
+def _vector_keep(sparsity: Any, v: int, xp: Any = jnp) -> Any:
+    """round((1 - sparsity) * v) in float32, halves to even; `xp=np` gives the
+    same number on the host (for checks that must not trace)."""
+    return xp.round((xp.float32(1) - xp.asarray(sparsity, xp.float32)) * xp.float32(v))
+
+
 @base.register("vw")
 @dataclasses.dataclass(frozen=True)
 class VectorWise(base.ThresholdPattern):
     """Vector-wise (TW paper's VW baseline, docs/tile_wise.md): in every `v`
     consecutive elements along the contraction axis (grouped like N:M) keep
-    the top round((1 - sparsity) * v)."""
+    the top k = round((1 - sparsity) * v).
+
+    The rounding (float32, halves to even, as numpy) makes the achieved
+    sparsity 1 - k / v, not the target: v=16 keeps 4 at sparsity 0.75 but 2
+    (87.5%) at 0.9; v=3 keeps 1 (66.7%) at 0.75. A (v, sparsity) that keeps
+    no element per vector (k = 0 when sparsity >= 1 - 0.5/v) is a
+    ValueError; a traced sparsity, which cannot be checked, keeps at least
+    one. v <= `MAX_M`, as an N:M group.
+    """
 
     sparsity: float = 0.75
     v: int = 16
 
     def __post_init__(self):
         base.check_positive_int("v", self.v)
-        base.check_sparsity(self.sparsity)
+        if self.v > MAX_M:
+            raise ValueError(f"v={self.v} must be <= {MAX_M}: a vector is an N:M group")
+        self.validate_sparsity(self.sparsity)
+
+    def validate_sparsity(self, sparsity: Any) -> None:
+        base.check_sparsity(sparsity)
+        if base.is_concrete(sparsity) and _vector_keep(sparsity, self.v, np) < 1:
+            raise ValueError(
+                f"vw(sparsity={sparsity}, v={self.v}) keeps round((1 - {sparsity}) * {self.v}) "
+                "= 0 elements per vector: every vector must keep one (lower the sparsity or "
+                "raise v)"
+            )
 
     def kept_per_vector(self, sparsity: Any = None) -> jax.Array:
-        return jnp.round((1.0 - jnp.asarray(self._sparsity(sparsity), jnp.float32)) * self.v)
+        """Elements kept per vector (float32 scalar), at least 1."""
+        return jnp.maximum(_vector_keep(self._sparsity(sparsity), self.v), 1.0)
 
     def masks(self, scores, axis=-2, *, sparsity=None):
         # The structure is fixed per vector: one threshold across arrays is

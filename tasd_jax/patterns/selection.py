@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tasd_jax.patterns import base
+
 
 def prune_lowest(
     scores: Sequence[jax.Array], sizes: Sequence[Any], num_prune: Any
@@ -21,7 +23,8 @@ def prune_lowest(
     """Keep-masks of units after pruning the lowest-scoring ones, jointly.
 
     Args:
-      scores: per array, unit scores of any shape (float; +inf is never pruned).
+      scores: per array, unit scores of any shape (float). +inf is never
+        pruned; NaN and -inf are pruned first (`base.rank_keys`).
       sizes: per array, unit sizes broadcastable to its scores (weights per unit;
         a size-0 unit is kept and costs nothing).
       num_prune: weights to prune in total (may be traced). Units are pruned in
@@ -30,9 +33,14 @@ def prune_lowest(
         `num_prune` (+ half a weight).
 
     Returns:
-      Per array, a bool keep-mask shaped like its scores.
+      Per array, a bool keep-mask shaped like its scores (all kept when there
+      is no unit at all).
     """
-    flat_scores = jnp.concatenate([jnp.ravel(s).astype(jnp.float32) for s in scores])
+    if sum(jnp.size(s) for s in scores) == 0:
+        return [jnp.ones(jnp.shape(s), bool) for s in scores]
+    flat_scores = base.rank_keys(
+        jnp.concatenate([jnp.ravel(s).astype(jnp.float32) for s in scores])
+    )
     uniform = {z for z in sizes if isinstance(z, (int, np.integer))}
     if len(uniform) == 1 and len(sizes) == len(scores) and uniform != {0}:
         keep = _prune_lowest_uniform(flat_scores, num_prune / uniform.pop())
@@ -49,13 +57,13 @@ def _prune_lowest_uniform(flat_scores: jax.Array, num_units: Any) -> jax.Array:
     """Equal-size units: the k-th smallest score is the threshold, found by a
     value sort (about 2x cheaper than the argsort of the general case); ties at
     the threshold are pruned from the highest index down."""
-    finite = jnp.isfinite(flat_scores)
-    count = jnp.clip(jnp.floor(jnp.asarray(num_units, jnp.float32) + 0.5), 0, jnp.sum(finite))
+    prunable = flat_scores < jnp.inf
+    count = jnp.clip(jnp.floor(jnp.asarray(num_units, jnp.float32) + 0.5), 0, jnp.sum(prunable))
     count = count.astype(jnp.int32)
     ordered = jnp.sort(flat_scores)
     threshold = ordered[jnp.maximum(count - 1, 0)]
     below = flat_scores < threshold
-    at = (flat_scores == threshold) & finite
+    at = (flat_scores == threshold) & prunable
     # The last `count - #below` of the elements tied at the threshold go.
     tied_from_end = jnp.cumsum(at[::-1])[::-1]
     prune = below | (at & (tied_from_end <= count - jnp.sum(below)))
@@ -69,8 +77,8 @@ def _prune_lowest_sized(flat_scores, sizes, scores, num_prune) -> jax.Array:
     last = flat_scores.size - 1
     order = last - jnp.argsort(flat_scores[::-1], stable=True)
     cumulative = jnp.cumsum(flat_sizes[order])
-    prune_sorted = (cumulative <= jnp.asarray(num_prune, jnp.float32) + 0.5) & jnp.isfinite(
-        flat_scores[order]
+    prune_sorted = (cumulative <= jnp.asarray(num_prune, jnp.float32) + 0.5) & (
+        flat_scores[order] < jnp.inf
     )
     return jnp.ones_like(prune_sorted).at[order].set(~prune_sorted)
 

@@ -70,9 +70,18 @@ def segment_units(w: jax.Array, membership: jax.Array) -> tuple[jax.Array, jax.A
     otherwise keep nearly all its rows.
     """
     member = membership.astype(jnp.float32)
-    squares = jnp.square(w.astype(jnp.float32)) @ member
+    squares = jnp.square(w.astype(jnp.float32))
+    # A segment is NaN if one of its scores is (pruned first, `base.rank_keys`)
+    # and +inf if one is infinite. A plain `squares @ member` would spread a
+    # non-finite square to the segments of every tile in its row (0 * inf is
+    # NaN), so finite squares are summed apart from counts of NaN and inf, in
+    # one product.
+    finite = jnp.isfinite(squares)
+    parts = jnp.concatenate([jnp.where(finite, squares, 0.0), jnp.isnan(squares), ~finite])
+    sums, nans, infinite = jnp.split(parts @ member, 3)
     width = jnp.sum(member, axis=0)
-    score = jnp.sqrt(squares / jnp.maximum(width, 1.0))
+    score = jnp.sqrt(sums / jnp.maximum(width, 1.0))
+    score = jnp.where(nans > 0, jnp.nan, jnp.where(infinite > 0, jnp.inf, score))
     # Empty tiles hold no weights: never prune them (size 0 anyway).
     return jnp.where(width > 0, score, jnp.inf), width
 
@@ -142,7 +151,7 @@ class _Tiled(base.ThresholdPattern):
 
     def __post_init__(self):
         base.check_positive_int("g", self.g)
-        base.check_sparsity(self.sparsity)
+        self.validate_sparsity(self.sparsity)
 
 
 @base.register("tw")
@@ -177,11 +186,17 @@ class TileElementWise(_Tiled):
     delta: float = 0.05
 
     def __post_init__(self):
-        super().__post_init__()
         if base.is_concrete(self.delta) and not 0.0 <= self.delta:
             raise ValueError(f"delta={self.delta} must be >= 0")
-        if base.is_concrete(self.sparsity) and self.sparsity + self.delta >= 1.0:
-            raise ValueError(f"sparsity + delta = {self.sparsity + self.delta} must be < 1")
+        super().__post_init__()
+
+    def validate_sparsity(self, sparsity: Any) -> None:
+        base.check_sparsity(sparsity)
+        if base.is_concrete(sparsity) and sparsity + self.delta >= 1.0:
+            raise ValueError(
+                f"sparsity + delta = {sparsity} + {self.delta} = {sparsity + self.delta} "
+                "must be < 1: the TW stage prunes sparsity + delta"
+            )
 
     def masks(self, scores, axis=-2, *, sparsity=None):
         sparsity = self._sparsity(sparsity)
@@ -202,10 +217,8 @@ class TileVectorWise(_Tiled):
     (early in a gradual schedule) gives plain 2:4 in tw2 tiles of no pruning.
     """
 
-    def __post_init__(self):
-        base.check_positive_int("g", self.g)
-        if base.is_concrete(self.sparsity) and not 0.5 <= self.sparsity < 1.0:
-            raise ValueError(f"sparsity={self.sparsity} must be in [0.5, 1): 2:4 alone is 0.5")
+    def validate_sparsity(self, sparsity: Any) -> None:
+        base.check_sparsity(sparsity, lower=0.5, reason="2:4 alone is 0.5")
 
     def masks(self, scores, axis=-2, *, sparsity=None):
         tile_sparsity = 1.0 - 2.0 * (1.0 - jnp.asarray(self._sparsity(sparsity), jnp.float32))

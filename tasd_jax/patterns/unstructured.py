@@ -30,7 +30,7 @@ class ElementWise(base.ThresholdPattern):
     sparsity: float = 0.75
 
     def __post_init__(self):
-        base.check_sparsity(self.sparsity)
+        self.validate_sparsity(self.sparsity)
 
     def masks(self, scores, axis=-2, *, sparsity=None):
         del axis
@@ -46,7 +46,7 @@ class Channel(base.ThresholdPattern):
     sparsity: float = 0.5
 
     def __post_init__(self):
-        base.check_sparsity(self.sparsity)
+        self.validate_sparsity(self.sparsity)
 
     def masks(self, scores, axis=-2, *, sparsity=None):
         matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
@@ -75,7 +75,7 @@ class BlockWise(base.ThresholdPattern):
             raise ValueError(f"block={self.block!r} must be two integers, e.g. block=32x32")
         for size in self.block:
             base.check_positive_int("block size", size)
-        base.check_sparsity(self.sparsity)
+        self.validate_sparsity(self.sparsity)
 
     def masks(self, scores, axis=-2, *, sparsity=None):
         return _block_masks(scores, axis, self._sparsity(sparsity), self.block)
@@ -87,9 +87,15 @@ class BlockWise(base.ThresholdPattern):
         return jnp.all((kept == 0) | (kept == size))
 
 
+def _block_edges(shape: tuple[int, int], block: tuple[int, int]) -> tuple[int, int]:
+    """The block's edges on a [K, N] matrix: an edge longer than the matrix
+    covers all of it (the same blocks, without padding to a huge edge)."""
+    return min(block[0], max(shape[0], 1)), min(block[1], max(shape[1], 1))
+
+
 def _blocked(matrix: jax.Array, block: tuple[int, int]) -> jax.Array:
     """[K, N] -> [K / bk, bk, N / bn, bn], zero-padded to whole blocks."""
-    bk, bn = block
+    bk, bn = _block_edges(matrix.shape, block)
     padded = jnp.pad(matrix, ((0, -matrix.shape[0] % bk), (0, -matrix.shape[1] % bn)))
     return padded.reshape(padded.shape[0] // bk, bk, padded.shape[1] // bn, bn)
 
@@ -105,9 +111,9 @@ def _block_masks(scores, axis, sparsity, block):
         block_sizes.append(size)
         block_scores.append(jnp.sqrt(jnp.sum(_blocked(jnp.square(w), block), axis=(1, 3)) / size))
     keep_blocks = prune_lowest(block_scores, block_sizes, target_count(_total(matrices), sparsity))
-    bk, bn = block
     out = []
     for keep, w, s in zip(keep_blocks, matrices, scores):
+        bk, bn = _block_edges(w.shape, block)
         full = jnp.repeat(jnp.repeat(keep, bk, axis=0), bn, axis=1)
         out.append(full[: w.shape[0], : w.shape[1]].reshape(s.shape))
     return out

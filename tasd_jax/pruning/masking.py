@@ -96,6 +96,16 @@ class Pruner:
             raise ValueError(f"taylor_steps={self.taylor_steps} must be >= 1")
         if not rules:
             raise ValueError("a Pruner needs at least one (path_regex, pattern) rule")
+        # Pattern sparsities are scaled by the schedule's (`sparsity_scale`): a
+        # schedule ending at 0 would prune nothing, whatever the rules ask.
+        final = self.schedule.final_sparsity
+        asking = [r.value.spec() for r in rules if getattr(r.value, "sparsity", 0.0) > 0]
+        if final <= 0 and asking:
+            raise ValueError(
+                f"the schedule ends at sparsity {final}, but rule pattern(s) {asking} ask for "
+                "sparsity > 0: patterns reach their sparsity at the schedule's end, so end it "
+                "above 0 (e.g. at the largest pattern sparsity, `final_sparsity(rules)`)"
+            )
 
     def targets(self, params: Any) -> tuple[Target, ...]:
         """The pruned parameters of `params`, in leaf order.
@@ -277,6 +287,8 @@ def prune_tree(
     )
     targets = pruner.targets(params)
     flat = tree_paths.flatten(params)
+    for t in targets:  # the patterns would raise too, without the path
+        patterns.base.check_finite(flat[t.path], f"parameter {t.path!r}")
     masks = pruner.compute_masks(
         targets, [scores_lib.magnitude(flat[t.path]) for t in targets], jnp.asarray(0)
     )

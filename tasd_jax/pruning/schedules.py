@@ -47,6 +47,10 @@ class Schedule:
             raise ValueError(
                 f"schedule steps {self.steps} and sparsities {self.sparsities} differ in length"
             )
+        # A fractional step would be truncated (or never match the step counter).
+        if any(not isinstance(s, (int, np.integer)) or isinstance(s, bool) for s in self.steps):
+            raise ValueError(f"schedule steps {self.steps} must be integers")
+        object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
         if any(s < 0 for s in self.steps) or any(
             b <= a for a, b in zip(self.steps, self.steps[1:])
         ):
@@ -85,7 +89,7 @@ class Schedule:
 
 def one_shot(sparsity: float, step: int = 0) -> Schedule:
     """Prunes once, at `step`, straight to `sparsity`."""
-    return Schedule(steps=(int(step),), sparsities=(float(sparsity),))
+    return Schedule(steps=(step,), sparsities=(float(sparsity),))
 
 
 def staged(
