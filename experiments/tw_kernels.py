@@ -19,6 +19,7 @@ Writes `DIR/results.json`.
 import os
 
 from absl import logging
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -27,7 +28,7 @@ import numpy as np
 from experiments import outputs
 from experiments import train as train_experiment
 from tasd_jax import export as export_lib
-from tasd_jax import kernels, models, patterns, timing, train
+from tasd_jax import kernels, models, patterns, timing, train, tree_paths
 
 
 def tile_width(export: export_lib.Export) -> tuple[int, str]:
@@ -70,7 +71,7 @@ def tw_kernels(config: ml_collections.ConfigDict, workdir: str) -> dict:
     packed = kernels.pack_tw_params(variables["params"], g, include=include)
     tw_variables = {**variables, **packed}
     packed_layers = sorted(
-        "/".join(map(str, path[:-1])) for path in _paths(packed[kernels.TW_COLLECTION])
+        "/".join(path[:-1]) for path in traverse_util.flatten_dict(packed[kernels.TW_COLLECTION])
     )
     logging.info("tw_kernels: %d layers packed with g=%d: %s", len(packed_layers), g, packed_layers)
 
@@ -142,20 +143,7 @@ def tw_kernels(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return results
 
 
-def _paths(tree: dict, prefix: tuple = ()) -> list[tuple]:
-    """Key paths of a nested dict down to its non-dict values."""
-    out = []
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out += _paths(value, prefix + (key,))
-        else:
-            out.append(prefix + (key,))
-    return out
-
-
 def _sparsity(params: dict, layers: list[str]) -> float:
-    from tasd_jax import tree_paths
-
     flat = tree_paths.flatten(params)
     kernels_ = [np.asarray(flat[f"{layer}/kernel"]) for layer in layers]
     return float(sum((k == 0).sum() for k in kernels_) / max(sum(k.size for k in kernels_), 1))
