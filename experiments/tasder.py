@@ -156,7 +156,7 @@ def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
               f"{export.model} on {config.hardware}, {config.operands}",
               os.path.join(workdir, "frontier.png"))
 
-    tc_dense = problem._tc_edp
+    tc_dense = problem.tc_dense_edp
     out = {
         "model": export.model,
         "hardware": config.hardware,

@@ -108,8 +108,8 @@ class Problem:
         self._measure_activations()
         self._compile()
         self.baseline_accuracy = self.accuracy(Choice({}, {}))
-        tc = cost.estimate(self.gemms, "tc")
-        self._tc_edp = tc.total_edp
+        # The reference every relative EDP is divided by: the dense model on `tc`.
+        self.tc_dense_edp = cost.estimate(self.gemms, "tc").total_edp
 
     # ------------------------------------------------------------ preparing
 
@@ -193,7 +193,7 @@ class Problem:
             a_density.append(1.0 - stats.mean_sparsity if stats and a != "dense" else 1.0)
         est = cost.estimate(self.gemms, self.hw, weight_series=w_specs, activation_series=a_specs,
                             density=w_density, activation_density=a_density)
-        return est.total_edp / self._tc_edp
+        return est.total_edp / self.tc_dense_edp
 
     def evaluate(self, choice: Choice) -> Evaluated:
         return Evaluated(choice, self.accuracy(choice), self.relative_edp(choice))
