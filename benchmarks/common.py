@@ -3,20 +3,63 @@
 
 Speed targets are ratios measured in one run: the candidates are timed in
 turn, round after round, so a change in machine load hits all of them alike.
+
+A benchmark never writes into the checkout unless told to: results go to
+`--out_dir` (default `DEFAULT_OUT_DIR`, under the system's temporary
+folder). Recorded results are committed on purpose, by running with
+`--out_dir=benchmarks/results`.
 """
 
+import argparse
 import json
 import os
+import shlex
+import sys
+import tempfile
 
 from tasd_jax.timing import interleaved_medians, interleaved_times, machine
 
-__all__ = ["interleaved_medians", "interleaved_times", "machine", "write_results"]
+__all__ = [
+    "DEFAULT_OUT_DIR",
+    "add_out_dir",
+    "interleaved_medians",
+    "interleaved_times",
+    "machine",
+    "write_results",
+]
+
+DEFAULT_OUT_DIR = os.path.join(tempfile.gettempdir(), "tasd_jax_benchmarks")
 
 
-def write_results(path_stem: str, payload: dict, markdown: str) -> None:
-    """Writes `path_stem`.json and `path_stem`.md (creating the folder)."""
-    os.makedirs(os.path.dirname(path_stem) or ".", exist_ok=True)
-    with open(path_stem + ".json", "w") as f:
-        json.dump(payload, f, indent=2)
-    with open(path_stem + ".md", "w") as f:
-        f.write(markdown)
+def add_out_dir(parser: argparse.ArgumentParser) -> None:
+    """Adds `--out_dir`: where the results go (default outside the checkout)."""
+    parser.add_argument(
+        "--out_dir",
+        default=DEFAULT_OUT_DIR,
+        help="folder for the results (default %(default)s); "
+        "--out_dir=benchmarks/results records them in the repository",
+    )
+
+
+def command_line() -> str:
+    """The command that is running, as a user would type it."""
+    module = sys.modules["__main__"].__spec__
+    program = f"python -m {module.name}" if module else f"python {sys.argv[0]}"
+    return " ".join([program] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def write_results(out_dir: str, name: str, payload: dict, markdown: str) -> str:
+    """Writes `out_dir/name`.json and .md (creating the folder); returns the stem.
+
+    Both files record the command that produced them; the JSON also keeps the
+    machine description if `payload` has one.
+    """
+    command = command_line()
+    stem = os.path.join(out_dir, name)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(stem + ".json", "w") as f:
+        json.dump({"command": command, **payload}, f, indent=2)
+    with open(stem + ".md", "w") as f:
+        f.write(markdown.rstrip("\n") + f"\n\nCommand: `{command}`\n")
+    print(f"wrote {stem}.json and {stem}.md")
+    return stem

@@ -1,6 +1,6 @@
 r"""Speed of the cost model: the full ResNet-50 EDP sweep.
 
-  python -m benchmarks.cost_sweep        # results/cost_sweep.{json,md}
+  python -m benchmarks.cost_sweep        # OUT_DIR/cost_sweep.{json,md}
 
 Target: every accelerator x every series of configs/edp_resnet50.py
 (plus the per-layer "tasd" choice) at all four sparsities in under 10 s on the
@@ -38,7 +38,7 @@ def synthetic_weights(wl: report.Workload, sparsity: float, series) -> report.La
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="benchmarks/results/cost_sweep")
+    common.add_out_dir(parser)
     args = parser.parse_args()
 
     config = edp_resnet50.get_config()
@@ -83,7 +83,7 @@ def main() -> None:
         f"Load average at the end: {payload['machine']['load_average_1m']:.1f} on "
         f"{payload['machine']['cpu_count']} cores.\n"
     )
-    common.write_results(args.out, payload, markdown)
+    common.write_results(args.out_dir, "cost_sweep", payload, markdown)
     print(markdown)
 
 

@@ -1,7 +1,7 @@
 r"""Speed of the jitted TASD decomposition against a numpy argsort baseline.
 
-  python -m benchmarks.decompose            # CPU: results/decompose_cpu.{json,md}
-  python -m benchmarks.decompose --size=8192  # e.g. on a GPU: results/decompose_gpu.*
+  python -m benchmarks.decompose            # CPU: OUT_DIR/decompose_cpu.{json,md}
+  python -m benchmarks.decompose --size=8192  # e.g. on a GPU: OUT_DIR/decompose_gpu.*
 
 Target: >= 10x the numpy implementation on a 4096x4096 float32
 matrix for "2:4+1:8" and "2:8+1:8". On a GPU it also reports the effective
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--series", nargs="+", default=["2:4+1:8", "2:8+1:8"])
-    parser.add_argument("--out", default=None, help="results path stem")
+    common.add_out_dir(parser)
     args = parser.parse_args()
 
     x_np = np.random.default_rng(0).standard_normal((args.size, args.size)).astype(np.float32)
@@ -58,8 +58,8 @@ def main() -> None:
                      f"{r['speedup']:.1f}x | {bw} |")
     markdown = "\n".join(lines) + "\n"
     print(markdown)
-    stem = args.out or f"benchmarks/results/decompose_{'cpu' if mach['backend'] == 'cpu' else 'gpu'}"
-    common.write_results(stem, {"machine": mach, "size": args.size, "rows": rows}, markdown)
+    name = f"decompose_{'cpu' if mach['backend'] == 'cpu' else 'gpu'}"
+    common.write_results(args.out_dir, name, {"machine": mach, "size": args.size, "rows": rows}, markdown)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 r"""Time of the TASDER search on a trained model (target: under 2 minutes for the MNIST ResNet).
 
-  python -m benchmarks.tasder_search --export=workdir/mnist/resnet/export --out=/tmp/tasder_bench
+  python -m benchmarks.tasder_search --export=workdir/mnist/resnet/export
 
 Prepares the problem once (decomposing every weight under every candidate of
 the accelerator, activation statistics on 512 training images, compiling the
@@ -27,8 +27,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--export", required=True, help="a training run's export/ directory")
     parser.add_argument("--hardware", default="ttc_vegeta_m8")
     parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--out", default=os.path.join("/tmp", "tasd_jax_benchmarks", "tasder_search"),
-                        help="results path stem (default outside the repository)")
+    common.add_out_dir(parser)
     args = parser.parse_args(argv)
 
     export = export_lib.load_export(args.export)
@@ -62,7 +61,7 @@ def main(argv=None) -> dict:
              "", "| operand | mode | seconds | evaluations | accuracy | EDP / tc dense |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['operand']} | {r['mode']} | {r['seconds']:.1f} | {r['evaluations']} | "
               f"{r['accuracy']:.4f} | {r['relative_edp']:.3f} |" for r in rows]
-    common.write_results(args.out, payload, "\n".join(lines) + "\n")
+    common.write_results(args.out_dir, "tasder_search", payload, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return payload
 

@@ -1,6 +1,6 @@
 """Cost of pruning in the train step: masked (TW 75%) vs dense step of the same model.
 
-    python -m benchmarks.train_step            # CPU; writes benchmarks/results/train_step_cpu.{json,md}
+    python -m benchmarks.train_step            # CPU; writes OUT_DIR/train_step_cpu.{json,md}
     python -m benchmarks.train_step --reps=41 --steps=20
 
 For each model, two jitted `tasd_jax.train.train_step`s (donated state, as in
@@ -12,7 +12,6 @@ and zeroes the pruned weights). Target: masked / dense <= 1.10.
 """
 
 import argparse
-import os
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +22,6 @@ from benchmarks import common
 from tasd_jax import models
 from tasd_jax import pruning
 from tasd_jax import train
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 # name, model, model kwargs, image shape, batch size
 CASES = (
@@ -110,9 +107,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=31)
     parser.add_argument("--steps", type=int, default=20)
+    common.add_out_dir(parser)
     args = parser.parse_args()
     result = run(args.reps, args.steps)
-    common.write_results(os.path.join(RESULTS, "train_step_cpu"), result, markdown(result))
+    common.write_results(args.out_dir, "train_step_cpu", result, markdown(result))
     print(markdown(result))
 
 

@@ -11,13 +11,12 @@ from `patterns.parse("tw(sparsity=S,g=128)")`), and writes the speed-up table.
   python -m benchmarks.tw_matmul --e2e           # + BERT-base forward, all Dense TW-75%
   python -m benchmarks.tw_matmul --alternatives  # + layouts tried for the XLA path
 
-Results: benchmarks/results/tw_matmul_{cpu,gpu}.{json,md}.
+Results: OUT_DIR/tw_matmul_{cpu,gpu}.{json,md} (see --out_dir).
 """
 
 import argparse
 import functools
 import json
-import os
 import statistics
 
 import jax
@@ -28,7 +27,6 @@ from benchmarks import common
 from tasd_jax import kernels, patterns
 
 BERT_SHAPES = ((768, 768), (768, 3072), (3072, 768))
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def tw_weight(k: int, n: int, sparsity: float, g: int, seed: int, dtype) -> np.ndarray:
@@ -286,9 +284,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--e2e", action="store_true", help="also time the BERT-base forward pass")
     parser.add_argument("--e2e_layers", type=int, default=12)
     parser.add_argument("--alternatives", action="store_true")
-    parser.add_argument(
-        "--out", default=None, help="results path stem (default results/tw_matmul_{cpu,gpu})"
-    )
+    common.add_out_dir(parser)
     args = parser.parse_args(argv)
     kind = "gpu" if args.gpu else "cpu"
     if args.gpu and jax.default_backend() != "gpu":
@@ -314,9 +310,7 @@ def main(argv=None) -> dict:
         result["alternatives"] = alternatives(args, dtype)
     if args.e2e:
         result["e2e"] = end_to_end(args, dtype)
-    stem = args.out or os.path.join(RESULTS, f"tw_matmul_{kind}")
-    common.write_results(stem, result, markdown(result))
-    print(f"wrote {stem}.json and {stem}.md")
+    common.write_results(args.out_dir, f"tw_matmul_{kind}", result, markdown(result))
     return result
 
 
