@@ -43,6 +43,19 @@ def write_json(path: str, obj: Any) -> None:
         json.dump(obj, f, indent=2, default=_jsonable)
 
 
+def write_text(path: str, text: str) -> None:
+    """A text file (e.g. a Markdown report), replaced at once."""
+    with _atomic(path) as f:
+        f.write(text)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table: `header` cells, then one line per row (cells via str)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def read_json(path: str) -> Any:
     with open(path) as f:
         return json.load(f)

@@ -27,6 +27,7 @@ from ml_collections import config_flags
 
 from experiments import decompose_report
 from experiments import edp_report
+from experiments import quickstart
 from experiments import sweep
 from experiments import tasder
 from experiments import train
@@ -40,6 +41,7 @@ EXPERIMENTS: dict[str, Callable[[Any, str], Any]] = {
     "edp": edp_report.edp_report,
     "tw_kernels": tw_kernels.tw_kernels,
     "tasder": tasder.tasder_experiment,
+    "quickstart": quickstart.quickstart,
 }
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -171,10 +171,14 @@ def with_activation_series(
 ELIGIBLE_LAYERS = {
     r"^resnet": r"block[0-9]+/conv_[12]$",
     r"^(vit|bert)$": r"layer_[0-9]+/output$",
+    # Not in the paper (it has no MLP): the hidden layers take a ReLU output directly,
+    # as the convolutions inside a residual block do. The input layer reads pixels.
+    r"^mlp$": r"^dense_[1-9][0-9]*$",
 }
 NOT_ELIGIBLE = (
-    "not after a ReLU inside a residual block nor after a transformer MLP's GELU: the "
-    "paper keeps such layers dense (their inputs are hard to decompose without losing quality)"
+    "not after a ReLU inside a residual block or an MLP, nor after a transformer MLP's GELU: "
+    "the paper keeps such layers dense (their inputs are hard to decompose without losing "
+    "quality)"
 )
 
 

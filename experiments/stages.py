@@ -1,0 +1,57 @@
+"""Stages of a composite experiment (the quick start, the reproductions).
+
+A stage is one experiment function `(config, folder) -> dict` run into its own
+folder under the workdir. It runs once: `stage.json`, written atomically after
+the stage finishes, holds the config it ran with and its result, and a rerun
+returns that result instead of running again. A rerun whose config differs is
+refused, so one folder never mixes two configs. A stage killed part-way leaves
+no `stage.json` and runs again; the training stages resume from their last
+checkpoint (`experiments.train`), the others are short and start over.
+
+Each stage prints one progress line when it starts and one when it ends.
+"""
+
+import os
+import time
+from typing import Any, Callable
+
+import ml_collections
+
+from experiments import outputs
+from experiments import train
+
+STAGE_FILE = "stage.json"
+
+
+def run_stage(
+    name: str,
+    workdir: str,
+    config: ml_collections.ConfigDict,
+    fn: Callable[[ml_collections.ConfigDict, str], Any],
+) -> Any:
+    """`fn(config, workdir/name)`, or the result it returned there before with this config.
+
+    Raises:
+      train.ConfigError: the folder holds this stage run with a different config.
+    """
+    folder = os.path.join(workdir, name)
+    record_path = os.path.join(folder, STAGE_FILE)
+    settings = train.run_config(config)
+    if os.path.exists(record_path):
+        record = outputs.read_json(record_path)
+        changes = train.changed_fields(record["config"], settings)
+        if changes:
+            listed = ", ".join(f"{path} {a!r} -> {b!r}" for path, (a, b) in changes.items())
+            raise train.ConfigError(
+                f"stage {name!r} in {folder!r} ran with a different config ({listed}); "
+                "use a new --workdir, or delete that folder to run the stage again"
+            )
+        print(f"[{name}] done earlier ({record['seconds']:.0f} s): reusing {folder}", flush=True)
+        return record["result"]
+    print(f"[{name}] running into {folder}", flush=True)
+    start = time.perf_counter()
+    result = fn(config, folder)
+    seconds = time.perf_counter() - start
+    outputs.write_json(record_path, {"config": settings, "seconds": seconds, "result": result})
+    print(f"[{name}] done in {seconds:.0f} s", flush=True)
+    return result
