@@ -23,6 +23,7 @@ Writes:
 """
 
 import os
+from typing import Sequence
 
 from absl import logging
 import jax
@@ -37,7 +38,10 @@ from tasd_jax import tasder
 from tasd_jax.tasder import searches
 
 
-def _problem(config, export: export_lib.Export, hardware: str, activation_layers) -> tasder.Problem:
+def make_problem(config: ml_collections.ConfigDict, export: export_lib.Export, hardware: str,
+                 activation_layers: Sequence[str]) -> tasder.Problem:
+    """The search problem of an export on `hardware`: its test split for accuracy,
+    `config.calibration_examples` training images for the activation statistics."""
     model, like = models.init_model(export.model, export.input_shape, seed=None, **export.model_kwargs)
     variables = jax.tree.map(np.asarray, export.variables_like(like))
     inputs = data.image_inputs(
@@ -48,6 +52,13 @@ def _problem(config, export: export_lib.Export, hardware: str, activation_layers
         model.apply, variables, list(inputs.eval_batches), next(inputs.train)["image"],
         hardware, activation_layers=tuple(activation_layers),
     )
+
+
+def eligible_layers(export: export_lib.Export) -> tuple[list[str], dict[str, str]]:
+    """(TASD-A eligible GEMM layers, {other layer: why it stays dense}) of an export."""
+    layers = [p.removesuffix("/kernel") for p, w in export.variables["params"].items()
+              if p.endswith("kernel") and w.ndim >= 2]
+    return tasder.eligible_layers(export.model, layers)
 
 
 def _check(config: ml_collections.ConfigDict) -> None:
@@ -117,16 +128,14 @@ def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs the search of `config` (configs/tasder.py) and writes its outputs (module doc)."""
     _check(config)
     export = train_experiment.export_or_train(config, workdir)
-    layers = [p.removesuffix("/kernel") for p, w in export.variables["params"].items()
-              if p.endswith("kernel") and w.ndim >= 2]
-    eligible, why_dense = tasder.eligible_layers(export.model, layers)
+    eligible, why_dense = eligible_layers(export)
     if config.operands == "activations" and not eligible:
         raise ValueError(
             f"config.operands='activations' but {export.model} has no layer the paper decomposes "
             "activations of (after a ReLU inside a residual block, or after a transformer "
             "MLP's GELU)"
         )
-    problem = _problem(config, export, config.hardware, eligible)
+    problem = make_problem(config, export, config.hardware, eligible)
     result, seconds = tasder.search(problem, budget=config.budget, mode=config.mode,
                                     operand=config.operands)
     logging.info("tasder: %s search in %.1f s, %d evaluations", config.mode, seconds,
@@ -147,7 +156,7 @@ def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     rows = _layer_rows(problem, result, why_dense)
     outputs.write_csv(os.path.join(workdir, "layers.csv"), rows)
-    stc = _problem(config, export, "stc", ()).evaluate(
+    stc = make_problem(config, export, "stc", ()).evaluate(
         tasder.Choice({layer: "2:4" for layer in problem.kernels}, {}))
     if config.frontier_budgets:  # () skips the frontier (one budget only: a quicker table)
         frontier = _frontier(problem, config.frontier_budgets, config.operands)

@@ -108,8 +108,9 @@ class Problem:
         self._measure_activations()
         self._compile()
         self.baseline_accuracy = self.accuracy(Choice({}, {}))
-        # The reference every relative EDP is divided by: the dense model on `tc`.
-        self.tc_dense_edp = cost.estimate(self.gemms, "tc").total_edp
+        # The reference every relative figure is divided by: the dense model on `tc`.
+        self.tc_dense = cost.estimate(self.gemms, "tc")
+        self.tc_dense_edp = self.tc_dense.total_edp
 
     # ------------------------------------------------------------ preparing
 
@@ -145,7 +146,9 @@ class Problem:
 
     def _compile(self) -> None:
         layers = list(self.activation_layers)
-        m = activations.same_m_keep_count(self.activation_candidates[0])[0] if layers else 1
+        # A design with no activation series (DSTC) still measures its layers' inputs.
+        m = (activations.same_m_keep_count(self.activation_candidates[0])[0]
+             if layers and self.activation_candidates else 1)
 
         def correct(params, keep, batch):
             apply = activations.with_activation_series(
@@ -181,6 +184,14 @@ class Problem:
 
     def relative_edp(self, choice: Choice) -> float:
         """Modelled EDP of the choice on the accelerator over the dense model on `tc`."""
+        return self.estimate(choice).total_edp / self.tc_dense_edp
+
+    def estimate(self, choice: Choice) -> cost.Estimate:
+        """The cost model's estimate of the choice on the accelerator (cycles, energy, EDP).
+
+        Densities are measured: each weight series' share of non-zeros; an activation
+        series' input density, and on an unstructured design (DSTC), which skips the
+        zeros of the operand as it is, every measured layer's input density."""
         w_specs, a_specs, w_density, a_density = [], [], [], []
         for g, layer in zip(self.gemms, self.layer_of_gemm):
             w = choice.weights.get(layer, "dense")
@@ -190,10 +201,10 @@ class Problem:
             w_density.append(self.weight_density[w, layer] if (w, layer) in self.weight_density
                              else 1.0)
             stats = self.activation_stats.get(layer)
-            a_density.append(1.0 - stats.mean_sparsity if stats and a != "dense" else 1.0)
-        est = cost.estimate(self.gemms, self.hw, weight_series=w_specs, activation_series=a_specs,
-                            density=w_density, activation_density=a_density)
-        return est.total_edp / self.tc_dense_edp
+            exploited = a != "dense" or self.hw.unstructured
+            a_density.append(1.0 - stats.mean_sparsity if stats and exploited else 1.0)
+        return cost.estimate(self.gemms, self.hw, weight_series=w_specs, activation_series=a_specs,
+                             density=w_density, activation_density=a_density)
 
     def evaluate(self, choice: Choice) -> Evaluated:
         return Evaluated(choice, self.accuracy(choice), self.relative_edp(choice))
@@ -304,7 +315,7 @@ def paper(problem: Problem, budget: float, operand: str) -> Evaluated:
     choice = Choice({}, {})
     if operand in ("weights", "both"):
         choice = _paper_weights(problem, floor, choice)
-    if operand in ("activations", "both") and problem.activation_layers:
+    if operand in ("activations", "both") and problem.activation_layers and problem.activation_candidates:
         choice = _paper_activations(problem, floor, choice)
     return problem.evaluate(choice)
 
