@@ -17,73 +17,33 @@ Results: OUT_DIR/tw_matmul_{cpu,gpu}.{json,md} (see --out_dir).
 import argparse
 import functools
 import json
-import statistics
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from tasd_jax import kernels, patterns
+from tasd_jax import kernels
+from tasd_jax.kernels import measure, tw_xla
 
 BERT_SHAPES = ((768, 768), (768, 3072), (3072, 768))
 
 
-def tw_weight(k: int, n: int, sparsity: float, g: int, seed: int, dtype) -> np.ndarray:
-    """A random W[K, N] pruned by the library's tw2 pattern (magnitude scores)."""
-    w = jax.random.normal(jax.random.key(seed), (k, n), jnp.float32)
-    keep = patterns.parse(f"tw(sparsity={sparsity},g={g})").mask(jnp.abs(w), axis=0)
-    return np.asarray(jnp.where(keep, w, 0).astype(dtype))
-
-
-def time_interleaved(fns: dict, reps: int) -> dict:
-    """(median, min) seconds of each thunk, timed round-robin so that load from
-    other processes hits all of them alike; the minimum is the least disturbed
-    run on a shared machine."""
-    times = common.interleaved_times(fns, reps)
-    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
-
-
-def summary(got: dict, base: str) -> dict:
-    """ms (median, min) and speed-up over `base` (by median and by min)."""
-    return {
-        "ms": {name: 1e3 * t[0] for name, t in got.items()},
-        "ms_min": {name: 1e3 * t[1] for name, t in got.items()},
-        "speedup": {name: got[base][0] / t[0] for name, t in got.items() if name != base},
-        "speedup_min": {name: got[base][1] / t[1] for name, t in got.items() if name != base},
-    }
-
-
 def matmul_rows(args, dtype) -> list[dict]:
-    m = args.m
+    """`measure.matmul_speed` for every shape and sparsity."""
     shapes = list(BERT_SHAPES) + [tuple(s) for s in args.square]
     rows = []
-    dense = jax.jit(lambda a, w: jnp.dot(a, w, preferred_element_type=jnp.float32).astype(a.dtype))
     for k, n in shapes:
-        a = jax.random.normal(jax.random.key(1), (m, k), jnp.float32).astype(dtype)
         for sparsity in args.sparsity:
-            w = tw_weight(k, n, sparsity, args.g, seed=k * 7 + n, dtype=dtype)
-            packed = kernels.pack_tw(w, args.g)
-            w_dev = jnp.asarray(w)
-            fns = {"dense": functools.partial(dense, a, w_dev)}
-            for backend in args.backends:
-                f = jax.jit(functools.partial(kernels.tw_matmul, backend=backend))
-                fns[backend] = functools.partial(f, a, packed)
-            got = time_interleaved(fns, args.reps)
-            row = {
-                "M": m,
-                "K": k,
-                "N": n,
-                "sparsity": sparsity,
-                "g": args.g,
-                "density": float(np.mean(w != 0)),
-                "padded_work": packed.compute_fraction,
-                "buckets": [list(b.weights.shape) for b in packed.buckets],
-                **summary(got, "dense"),
-            }
+            row = measure.matmul_speed(
+                args.m, k, n, sparsity, args.g, dtype=dtype, reps=args.reps, backends=args.backends
+            )
             print(
                 json.dumps(
-                    {key: row[key] for key in ("K", "N", "sparsity", "speedup", "speedup_min")}
+                    {
+                        key: row[key]
+                        for key in ("K", "N", "sparsity", "speedup", "fraction_of_limit")
+                    }
                 ),
                 flush=True,
             )
@@ -112,6 +72,38 @@ def k_major_chunked(a: jax.Array, packed: kernels.PackedTW, block_m: int) -> jax
     return jax.lax.map(chunk, chunks).reshape(m, -1)
 
 
+def scatter_in_chunks(a: jax.Array, packed: kernels.PackedTW) -> jax.Array:
+    """The previous XLA design: each chunk's compact product is scattered into
+    a zeroed full-width output chunk inside the loop (the gather of the
+    output columns runs per chunk, from cache, but cannot fuse with the
+    consumer)."""
+    m, k = a.shape
+    bm = tw_xla.auto_block_m(packed, m)
+    out = jax.lax.map(
+        lambda x: tw_xla.expand(tw_xla.compact_with_zero(x, packed, bm), packed),
+        a.reshape(-1, bm, k),
+    )
+    return out.reshape(m, -1)
+
+
+def per_tile_gemms(a: jax.Array, packed: kernels.PackedTW) -> jax.Array:
+    """One [M, R] x [R, G] GEMM per tile instead of a batched GEMM per bucket."""
+    parts = [
+        jnp.dot(jnp.take(a, rows, axis=1), w)
+        for b in packed.buckets
+        for rows, w in zip(b.rows, b.weights)
+    ]
+    c = jnp.concatenate(parts + [jnp.zeros((a.shape[0], 1), a.dtype)], axis=1)
+    return tw_xla.expand(c, packed)
+
+
+def elementwise_expand(a: jax.Array, packed: kernels.PackedTW) -> jax.Array:
+    """The full output as an element-wise gather out[i, j] = c[i, inverse[j]]
+    instead of a gather of whole columns."""
+    c = tw_xla.compact_with_zero(a, packed)
+    return c[jnp.arange(a.shape[0])[:, None], packed.inverse[None, :]]
+
+
 def alternatives(args, dtype) -> list[dict]:
     """The layouts tried for the XLA path, on 768x3072 and 3072x768 at 75%."""
     return [
@@ -122,7 +114,7 @@ def alternatives(args, dtype) -> list[dict]:
 def alternatives_for(args, dtype, k: int, n: int) -> list[dict]:
     m, g = args.m, args.g
     a = jax.random.normal(jax.random.key(1), (m, k), jnp.float32).astype(dtype)
-    w = tw_weight(k, n, 0.75, g, seed=k * 7 + n, dtype=dtype)
+    w = measure.tw_weight(k, n, 0.75, g, seed=k * 7 + n, dtype=dtype)
     packed = kernels.pack_tw(w, g)
     least_padding = kernels.pack_tw(w, g, bucket_slack=0.0)
     variants = {"dense jnp.dot": (jax.jit(jnp.dot), (a, jnp.asarray(w)))}
@@ -133,14 +125,19 @@ def alternatives_for(args, dtype, k: int, n: int) -> list[dict]:
             {"backend": "reference"},
         ),
         (
-            "xla unchunked (block_m=M): gather for all tiles, batched GEMM, scatter",
+            "xla unchunked (block_m=M): gather for all tiles, batched GEMM, expansion",
             packed,
             {"block_m": m},
         ),
         ("xla block_m=64", packed, {"block_m": 64}),
         ("xla block_m=128", packed, {"block_m": 128}),
         ("xla block_m=256", packed, {"block_m": 256}),
-        ("xla block_m=auto (default: ~8 MB working set per chunk)", packed, {}),
+        (
+            "xla default: block_m=auto (~8 MB per chunk), compact product, "
+            "then one gather of N columns",
+            packed,
+            {},
+        ),
         ("xla block_m=512", packed, {"block_m": 512}),
         (
             (
@@ -150,28 +147,34 @@ def alternatives_for(args, dtype, k: int, n: int) -> list[dict]:
             least_padding,
             {},
         ),
-        ("xla, compact output (no scatter)", packed, {"compact": True}),
+        ("xla, compact output (no expansion to N columns)", packed, {"compact": True}),
     ):
         variants[label] = (jax.jit(functools.partial(kernels.tw_matmul, **kw)), (a, p))
+    for label, f in (
+        ("previous xla: scatter into a zeroed full output inside each chunk", scatter_in_chunks),
+        ("one GEMM per tile (no batching)", per_tile_gemms),
+        ("full output by an element-wise gather c[i, inverse[j]]", elementwise_expand),
+    ):
+        variants[label] = (jax.jit(f), (a, packed))
     for bm in (128, 256):
         f = jax.jit(functools.partial(k_major_chunked, block_m=bm))
         variants[
             f"K-major chunks block_m={bm}: [T, G, R] x [T, R, bm], row scatter + transpose"
         ] = (f, (a, packed))
-    got = time_interleaved(
-        {name: functools.partial(f, *x) for name, (f, x) in variants.items()}, args.reps
+    base = "dense jnp.dot"
+    got = measure.time_candidates(
+        {name: functools.partial(f, *x) for name, (f, x) in variants.items()}, args.reps, base
     )
-    dense_t = got["dense jnp.dot"]
     out = [
         {
             "K": k,
             "N": n,
             "variant": name,
-            "ms": 1e3 * t[0],
-            "speedup": dense_t[0] / t[0],
-            "speedup_min": dense_t[1] / t[1],
+            "ms": ms,
+            "speedup": got["speedup"].get(name, 1.0),
+            "speedup_min": got["speedup_min"].get(name, 1.0),
         }
-        for name, t in got.items()
+        for name, ms in got["ms"].items()
     ]
     for row in out:
         print(json.dumps(row), flush=True)
@@ -179,29 +182,16 @@ def alternatives_for(args, dtype, k: int, n: int) -> list[dict]:
 
 
 def end_to_end(args, dtype) -> dict:
-    """BERT-base encoder forward (seq 128, M = 2048 tokens), every Dense TW-75%."""
-    from tasd_jax import pruning
-    from tasd_jax.models import get_model
-
-    seq, batch = 128, max(1, args.m // 128)
-    model = get_model("bert", dense=kernels.TWDense, num_layers=args.e2e_layers)
-    ids = jax.random.randint(jax.random.key(2), (batch, seq), 0, 30522)
-    params = jax.jit(model.init)(jax.random.key(0), ids)["params"]
-    pruned, _ = pruning.prune_tree(params, [(r"kernel$", f"tw(sparsity=0.75,g={args.g})")])
-    pruned = jax.tree.map(lambda x: x.astype(dtype), pruned)
-    sparse_vars = kernels.pack_tw_params(pruned, args.g)
-    apply = jax.jit(model.apply)
-    got = time_interleaved(
-        {"dense": lambda: apply({"params": pruned}, ids), "tw75": lambda: apply(sparse_vars, ids)},
-        max(3, args.reps // 2),
+    """`measure.encoder_speed`: BERT-base forward (seq 128, M tokens), every Dense TW-75%."""
+    row = measure.encoder_speed(
+        args.e2e_layers,
+        seq=128,
+        batch=max(1, args.m // 128),
+        sparsity=0.75,
+        g=args.g,
+        dtype=dtype,
+        reps=max(3, args.reps // 2),
     )
-    dense_out = apply({"params": pruned}, ids)
-    sparse_out = apply(sparse_vars, ids)
-    row = {
-        "model": f"bert hidden 768, mlp 3072, {args.e2e_layers} layers, seq {seq}, batch {batch}",
-        **summary(got, "dense"),
-        "max_abs_diff_logits": float(jnp.max(jnp.abs(dense_out - sparse_out))),
-    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -223,20 +213,26 @@ def markdown(result: dict) -> str:
     ]
     backends = result["backends"]
     lines += [
-        "Speed-up x = dense time / backend time, by median (by minimum in brackets).",
+        (
+            "Speed-up x = dense time / backend time, by median (by minimum in brackets); "
+            "limit = the compute limit 1 / density; of limit = x / limit."
+        ),
         "",
-        "| K x N | sparsity | padded work | dense ms | "
-        + " | ".join(f"{b} ms | {b} x" for b in backends)
+        "| K x N | sparsity | density | limit | padded work | dense ms | "
+        + " | ".join(f"{b} ms | {b} x | {b} of limit" for b in backends)
         + " |",
-        "|---|---|---|---|" + "---|---|" * len(backends),
+        "|---|---|---|---|---|---|" + "---|---|---|" * len(backends),
     ]
     for r in result["matmul"]:
         cells = " | ".join(
-            f"{r['ms'][b]:.2f} | {r['speedup'][b]:.2f} ({r['speedup_min'][b]:.2f})"
+            f"{r['ms'][b]:.2f} | {r['speedup'][b]:.2f} ({r['speedup_min'][b]:.2f}) | "
+            f"{r['fraction_of_limit'][b]:.0%}"
             for b in backends
         )
         lines.append(
-            f"| {r['K']}x{r['N']} | {r['sparsity']:.0%} | {r['padded_work']:.3f} | {r['ms']['dense']:.2f} | {cells} |"
+            f"| {r['K']}x{r['N']} | {r['sparsity']:.0%} | {r['density']:.3f} | "
+            f"{r['compute_limit']:.2f} | {r['padded_work']:.3f} | {r['ms']['dense']:.2f} | "
+            f"{cells} |"
         )
     if result.get("alternatives"):
         lines += [
@@ -255,12 +251,16 @@ def markdown(result: dict) -> str:
         lines += [
             "",
             (
-                f"End to end: {e['model']}: dense {e['ms']['dense']:.1f} ms, "
-                f"TW-75% {e['ms']['tw75']:.1f} ms, **{e['speedup']['tw75']:.2f}x** "
-                f"({e['speedup_min']['tw75']:.2f}x by minimum; "
-                f"max |logit diff| {e['max_abs_diff_logits']:.2e})."
+                f"End to end: {e['model']}, every Dense TW-{e['sparsity']:.0%} "
+                f"(density {e['density']:.3f}, limit {e['compute_limit']:.2f}x): "
+                f"dense {e['ms']['dense']:.1f} ms, TW {e['ms']['tw']:.1f} ms, "
+                f"**{e['speedup']:.2f}x** ({e['speedup_min']:.2f}x by minimum), "
+                f"{e['fraction_of_limit']:.0%} of the limit; without the FFN fold "
+                f"TW {e['ms']['tw_unfolded']:.1f} ms, {e['speedup_unfolded']:.2f}x; "
+                f"max |logit diff| {e['max_abs_diff_logits']:.2e}."
             ),
         ]
+    lines += ["", f"Load average (1 min) at the start: {mach['load_average_1m']:.2f}."]
     return "\n".join(lines) + "\n"
 
 

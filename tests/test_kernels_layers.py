@@ -22,17 +22,7 @@ def test_twdense_unpacked_is_nn_dense():
 
 @pytest.mark.parametrize("jit", [False, True])
 def test_bert_with_packed_tw_kernels_matches_masked_dense(jit):
-    model = get_model(
-        "bert",
-        dense=kernels.TWDense,
-        hidden=64,
-        num_layers=2,
-        num_heads=4,
-        mlp_dim=128,
-        vocab_size=50,
-        max_len=16,
-        num_classes=3,
-    )
+    model = tiny_bert()
     ids = jax.random.randint(jax.random.key(2), (2, 16), 0, 50)
     params, _ = pruning.prune_tree(
         model.init(jax.random.key(0), ids)["params"], [(r"kernel$", "tw(sparsity=0.75,g=32)")]
@@ -69,3 +59,124 @@ def test_pack_tw_params_bad_include():
         layer.apply(
             {"params": {"bias": jnp.zeros(5)}, "tw": variables["tw"]["dense"]}, jnp.ones((1, 4))
         )
+
+
+def tiny_bert(dense=kernels.TWDense):
+    return get_model(
+        "bert",
+        dense=dense,
+        hidden=64,
+        num_layers=2,
+        num_heads=4,
+        mlp_dim=128,
+        vocab_size=50,
+        max_len=16,
+        num_classes=3,
+    )
+
+
+def pruned_params_with_biases(model, ids, sparsity=0.75):
+    """TW-pruned params whose biases are random (init makes them zero, which
+    would hide a wrong bias fold)."""
+    params, _ = pruning.prune_tree(
+        model.init(jax.random.key(0), ids)["params"],
+        [(r"kernel$", f"tw(sparsity={sparsity},g=32)")],
+    )
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+    return jax.tree_util.tree_unflatten(
+        treedef,
+        [
+            jax.random.normal(jax.random.key(i), x.shape) if path[-1].key == "bias" else x
+            for i, (path, x) in enumerate(leaves)
+        ],
+    )
+
+
+def test_bert_ffn_fold_matches_masked_dense():
+    model = tiny_bert()
+    ids = jax.random.randint(jax.random.key(2), (2, 16), 0, 50)
+    params = pruned_params_with_biases(model, ids)
+    variables = kernels.pack_tw_params(params, 32, fold=kernels.BERT_FFN_FOLD)
+    ffn = variables["tw"]["layer_0"]
+    first = ffn["intermediate"]["kernel"]
+    cols = np.asarray(kernels.compact_columns(first))
+    # Some FFN columns are pruned, so the fold has constants to move.
+    assert cols[cols < 128].size < 128
+    assert first.compact_width == cols.size
+    assert ffn["intermediate"]["compact_bias"].shape == (first.compact_width,)
+    # The consumer takes the compact activations: its K is the compact width.
+    assert ffn["output"]["kernel"].shape == (first.compact_width, 64)
+    # Both biases moved to "tw" with the kernels: nothing of the FFN is left in params.
+    assert not {"intermediate", "output"} & set(variables["params"]["layer_0"])
+    expected = model.apply({"params": params}, ids)
+    got = jax.jit(model.apply)(variables, ids)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
+    # The folded constants matter: the consumer's original bias gives other logits.
+    variables["tw"]["layer_0"]["output"]["bias"] = params["layer_0"]["output"]["bias"]
+    assert not np.allclose(np.asarray(model.apply(variables, ids)), np.asarray(expected), atol=1e-3)
+
+
+def test_fold_producer_returns_compact_product():
+    x = jax.random.normal(jax.random.key(0), (5, 16))
+    w1 = np.array(jax.random.normal(jax.random.key(1), (16, 24)))
+    w1[:, [1, 4, 9]] = 0  # pruned columns
+    params = {
+        "a": {"kernel": w1, "bias": np.arange(24, dtype=np.float32) / 10},
+        "b": {
+            "kernel": np.asarray(jax.random.normal(jax.random.key(2), (24, 8))),
+            "bias": np.ones(8, np.float32),
+        },
+    }
+    variables = kernels.pack_tw_params(params, 8, fold=(("a", "b", jnp.tanh),))
+    packed = variables["tw"]["a"]["kernel"]
+    y = kernels.TWDense(24).apply({"params": {}, "tw": variables["tw"]["a"]}, x)
+    cols = np.asarray(kernels.compact_columns(packed))
+    assert y.shape == (5, packed.compact_width)
+    full = np.asarray(x) @ w1 + params["a"]["bias"]
+    real = cols < 24
+    np.testing.assert_allclose(np.asarray(y)[:, real], full[:, cols[real]], rtol=1e-5, atol=1e-5)
+    z = kernels.TWDense(8).apply({"params": {}, "tw": variables["tw"]["b"]}, jnp.tanh(y))
+    want = np.tanh(full) @ params["b"]["kernel"] + 1
+    np.testing.assert_allclose(np.asarray(z), want, rtol=1e-4, atol=1e-4)
+
+
+def test_fold_bad_pairs():
+    params = {
+        "a": {
+            "kernel": np.eye(4, dtype=np.float32)[:, [0, 1, 2]] * [1, 0, 1],
+            "bias": np.ones(3, np.float32),
+        },
+        "b": {"kernel": np.ones((3, 2), np.float32)},
+    }
+    with pytest.raises(ValueError, match="no bias to fold"):
+        kernels.pack_tw_params(params, 2, fold=(("a", "b", jnp.tanh),))
+    with pytest.raises(ValueError, match="no packed kernel"):
+        kernels.pack_tw_params(params, 2, include="a/kernel", fold=(("a", "b", jnp.tanh),))
+    params["b"]["kernel"] = np.ones((4, 2), np.float32)
+    with pytest.raises(ValueError, match="takes 4"):
+        kernels.pack_tw_params(params, 2, fold=(("a", "b", jnp.tanh),))
+
+
+def test_measure_matmul_speed_keys():
+    row = kernels.measure.matmul_speed(
+        16, 32, 64, 0.75, g=16, reps=1, backends=("xla", "reference")
+    )
+    assert set(row["ms"]) == {"dense", "xla", "reference"} == set(row["ms_min"])
+    assert set(row["speedup"]) == {"xla", "reference"} == set(row["fraction_of_limit"])
+    assert row["density"] < 0.5 and row["compute_limit"] == pytest.approx(1 / row["density"])
+    limit = row["compute_limit"]
+    assert row["fraction_of_limit"]["xla"] == pytest.approx(row["speedup"]["xla"] / limit)
+    assert (row["M"], row["K"], row["N"], row["g"]) == (16, 32, 64, 16)
+
+
+def test_measure_encoder_speed_keys_and_logits():
+    row = kernels.measure.encoder_speed(
+        num_layers=1, seq=8, batch=2, g=16, reps=1, hidden=32, mlp_dim=64, num_heads=2
+    )
+    assert set(row["ms"]) == {"dense", "tw", "tw_unfolded"}
+    assert isinstance(row["speedup"], float) and row["speedup"] > 0
+    assert row["fraction_of_limit"] == pytest.approx(row["speedup"] / row["compute_limit"])
+    assert row["max_abs_diff_logits"] < 1e-4
+    assert "1 layers" in row["model"]
+    with pytest.raises(ValueError, match="sparsity=1.5"):
+        kernels.measure.encoder_speed(sparsity=1.5)

@@ -5,7 +5,9 @@
     s = pack_series(tasd.decompose(w, "2:4+1:8", axis=0), "2:4+1:8")
     y = series_matmul(a, s)               # a @ sum(terms)
 
-`TWDense` + `pack_tw_params` run a pruned flax model through `tw_matmul`.
+`TWDense` + `pack_tw_params` run a pruned flax model through `tw_matmul`
+(`fold=BERT_FFN_FOLD` also keeps BERT's FFN activations compact);
+`measure.matmul_speed` and `measure.encoder_speed` time them against dense.
 
 Modules (each imports only those listed before it; the Pallas ones are
 imported by `matmul` only when a "pallas" backend runs):
@@ -17,6 +19,7 @@ imported by `matmul` only when a "pallas" backend runs):
   series_pallas  TASD-series product, Pallas kernel
   matmul         `tw_matmul`, `series_matmul`: checks and dispatch
   layers         `TWDense`, `pack_tw_params`
+  measure        `matmul_speed`, `encoder_speed`: TW vs dense timings
 """
 
 from tasd_jax.kernels.backends import BACKENDS
@@ -34,11 +37,13 @@ from tasd_jax.kernels.formats import (
     unpack_series,
     unpack_tw,
 )
-from tasd_jax.kernels.layers import TW_COLLECTION, TWDense, pack_tw_params
+from tasd_jax.kernels.layers import BERT_FFN_FOLD, TW_COLLECTION, TWDense, pack_tw_params
 from tasd_jax.kernels.matmul import series_matmul, tw_matmul
+from tasd_jax.kernels import measure  # noqa: E402  (after the modules it times)
 
 __all__ = [
     "BACKENDS",
+    "BERT_FFN_FOLD",
     "TW_COLLECTION",
     "PackedNM",
     "PackedSeries",

@@ -5,15 +5,17 @@ packed layout) and return [M, N], or the compact product.
 
 XLA backend (the CPU default). Measured on the 2-core CPU (benchmarks/
 tw_matmul.py --alternatives, docs/measurements.md): gathering A's kept columns
-for all tiles at once and scattering the compact product back cost as much as
-the sparse GEMMs themselves, because the gathered copies of A (T x M x R) and
-the output do not fit in cache; done chunk by chunk they do. So the product
-runs over chunks of `block_m` rows of A; per chunk, each bucket gathers the
-chunk's kept columns for its tiles, runs one batch-first GEMM
-`[T, bm, R] x [T, R, G]` (the layout XLA runs at BLAS speed; batch-in-the-middle
-einsums and K-major `[T, G, R] x [T, R, bm]` products ran slower), and the
-compact result is scattered into the chunk's output columns while it is still
-in cache.
+for all tiles at once costs as much as the sparse GEMMs themselves, because
+the gathered copy of A (T x M x R) does not fit in cache; done chunk by chunk
+it does. So the product runs over chunks of `block_m` rows of A; per chunk,
+each bucket gathers the chunk's kept columns for its tiles and runs one
+batch-first GEMM `[T, bm, R] x [T, R, G]` (the layout XLA runs at BLAS speed;
+batch-in-the-middle einsums, K-major `[T, G, R] x [T, R, bm]` products and one
+GEMM per tile ran slower). The chunks yield the compact product. The full
+[M, N] output is one gather of its columns from the compact product, done
+after the chunk loop: there XLA fuses it with whatever consumes the output
+(a bias, a residual add), where a scatter inside the loop wrote a zeroed full
+output chunk that the consumer then read again.
 """
 
 import jax
@@ -46,10 +48,10 @@ def tw_matmul_reference(a: jax.Array, packed: formats.PackedTW, *, compact: bool
     return out.astype(dtype)
 
 
-# Working set per chunk of A's rows (gathered columns, compact and full output
-# rows) that stays in this CPU's L2 + share of L3; small enough chunks make the
-# gather and scatter run from cache, large enough ones keep the GEMMs at BLAS
-# speed (benchmarks/tw_matmul.py --alternatives).
+# Working set per chunk of A's rows (the chunk, its gathered columns and the
+# compact product rows) that stays in this CPU's L2 + share of L3; small enough
+# chunks make the gather run from cache, large enough ones keep the GEMMs at
+# BLAS speed (benchmarks/tw_matmul.py --alternatives).
 CHUNK_BYTES = 8 << 20
 MIN_BLOCK_M = 128
 
@@ -57,27 +59,24 @@ MIN_BLOCK_M = 128
 def auto_block_m(packed: formats.PackedTW, m: int) -> int:
     """Rows of A per chunk: the power of two nearest CHUNK_BYTES / bytes per row,
     at least MIN_BLOCK_M, at most m (static: uses shapes only)."""
-    _, n = packed.shape
-    per_row = sum(b.rows.size for b in packed.buckets) + packed.compact_width + n
+    k, _ = packed.shape
+    per_row = k + sum(b.rows.size for b in packed.buckets) + packed.compact_width
     rows = CHUNK_BYTES / (4 * max(per_row, 1))
     return int(min(max(2 ** round(np.log2(max(rows, 1))), MIN_BLOCK_M), m))
 
 
-def tw_matmul_xla(
-    a: jax.Array, packed: formats.PackedTW, *, block_m: int | None = None, compact: bool = False
-):
-    """Chunked gather + batched GEMM + in-cache scatter (see module doc);
-    block_m=None picks `auto_block_m`."""
-    k, n = packed.shape
+def compact_with_zero(a: jax.Array, packed: formats.PackedTW, block_m: int | None = None):
+    """[M, compact_width + 1]: the compact product of a [M, K] and W, in the
+    accumulation dtype (float32 or wider), then one zero column, which the
+    pruned columns of the full output read (`expand`). block_m=None picks
+    `auto_block_m`."""
+    k, _ = packed.shape
     m = a.shape[0]
-    dtype = formats.result_dtype(a, packed)
-    if packed.num_slots == 0:
-        return jnp.zeros((m, 0 if compact else n), dtype)
+    acc = jnp.promote_types(formats.result_dtype(a, packed), jnp.float32)
     bm = min(block_m or auto_block_m(packed, m), m)
     chunks = jnp.pad(a, ((0, -m % bm), (0, 0))).reshape(-1, bm, k)
-    acc = jnp.promote_types(dtype, jnp.float32)
 
-    def chunk(x):  # [bm, K] -> [bm, N]
+    def chunk(x):  # [bm, K] -> [bm, compact_width + 1]
         parts = []
         for b in packed.buckets:
             t, r, _ = b.weights.shape
@@ -86,9 +85,26 @@ def tw_matmul_xla(
             # XLA:CPU has no bf16 x bf16 -> f32 batched dot: accumulate by upcasting.
             product = jnp.matmul(gathered.astype(acc), b.weights.astype(acc))
             parts.append(product.transpose(1, 0, 2).reshape(bm, -1))
-        c = jnp.concatenate(parts + [jnp.zeros((bm, 1), acc)], axis=1)
-        # Pruned columns read the zero column at the end.
-        return (c[:, :-1] if compact else c[:, packed.inverse]).astype(dtype)
+        return jnp.concatenate(parts + [jnp.zeros((bm, 1), acc)], axis=1)
 
     out = lax.map(chunk, chunks)
     return out.reshape(-1, out.shape[-1])[:m]
+
+
+def expand(c: jax.Array, packed: formats.PackedTW) -> jax.Array:
+    """[M, compact_width + 1] (`compact_with_zero`) -> [M, N]: every column of
+    W takes its compact column, pruned ones the trailing zero column."""
+    return jnp.take(c, packed.inverse, axis=1, mode="clip")
+
+
+def tw_matmul_xla(
+    a: jax.Array, packed: formats.PackedTW, *, block_m: int | None = None, compact: bool = False
+):
+    """Chunked gather + batched GEMM into the compact product, then (unless
+    `compact`) one fusible gather into [M, N] (see module doc)."""
+    m = a.shape[0]
+    dtype = formats.result_dtype(a, packed)
+    if packed.num_slots == 0:
+        return jnp.zeros((m, 0 if compact else packed.shape[1]), dtype)
+    c = compact_with_zero(a, packed, block_m)
+    return (c[:, :-1] if compact else expand(c, packed)).astype(dtype)
