@@ -32,6 +32,14 @@ def _decompose(x: jax.Array, series: patterns.Series, axis: int) -> tuple[jax.Ar
     return tuple(patterns.nm.series_terms(x, series.terms, axis))
 
 
+# The two passes of a series ranked per group (`patterns.nm.series_owners`),
+# each an executable of its own: compiled together, XLA fuses the ranking into
+# every term's writes and redoes a group's compares for each of its elements
+# (docs/measurements.md).
+_owners = jax.jit(patterns.nm.series_owners, static_argnames=("terms", "axis"))
+_terms_from_owners = jax.jit(patterns.nm.terms_from_owners, static_argnames=("terms", "axis"))
+
+
 def decompose(
     x: jax.Array, series: "str | patterns.Pattern", axis: int | None = None
 ) -> tuple[jax.Array, ...]:
@@ -70,7 +78,11 @@ def decompose(
     if x.ndim == 0:
         raise ValueError("decompose needs an array of rank >= 1, got a scalar")
     series = patterns.as_series(series)
-    return _decompose(x, series, _resolve_axis(axis, x.ndim))
+    axis = _resolve_axis(axis, x.ndim)
+    if patterns.base.is_concrete(x) and patterns.nm.packs_owners(series.terms):
+        owners = _owners(x, series.terms, axis)
+        return tuple(_terms_from_owners(x, owners, series.terms, axis))
+    return _decompose(x, series, axis)
 
 
 def _resolve_axis(axis: int | None, ndim: int) -> int:

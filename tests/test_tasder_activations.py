@@ -85,3 +85,14 @@ def test_with_activation_series_decomposes_only_the_chosen_layer(jit):
     with pytest.raises(ValueError, match="both a series and a keep count"):
         tasder.with_activation_series(model.apply, series={"second": "1:4"},
                                       keep={"second": (4, 1)})
+
+
+@pytest.mark.parametrize("spec", ["2:8+1:8", "2:4+1:8"])
+def test_with_activation_series_uses_the_sum_of_the_terms(spec):
+    model, variables, x = _two_layer()
+    got = jax.jit(tasder.with_activation_series(model.apply, series={"second": spec}))(variables, x)
+    _, inputs = tasder.capture_inputs(model.apply, variables, x)
+    hidden = tasd.reconstruct(tasd.decompose(inputs["second"], spec, axis=-1))
+    assert 0 < int(jnp.sum(hidden != inputs["second"]))  # the series dropped something
+    p = variables["params"]["second"]
+    np.testing.assert_allclose(got, hidden @ p["kernel"] + p["bias"], rtol=1e-5, atol=1e-6)

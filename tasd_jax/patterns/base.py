@@ -437,6 +437,16 @@ def rank_keys(scores: jax.Array) -> jax.Array:
     element pattern ranks -inf lowest). -0.0 is mapped because `lax.top_k`
     orders it below 0.0 while comparisons treat the two as equal.
     """
-    return jnp.where(jnp.isnan(scores), -jnp.inf, jnp.where(scores == 0, 0, scores)).astype(
-        scores.dtype
-    )
+    return nan_lowest(jnp.where(scores == 0, 0, scores).astype(scores.dtype))
+
+
+def nan_lowest(scores: jax.Array) -> jax.Array:
+    """`rank_keys` without its -0.0 rule: NaN becomes -inf (same shape and dtype).
+
+    Enough for keys that are only compared with each other, where -0.0 and
+    0.0 are equal anyway (and XLA on CPU compares subnormals as 0 as well, as
+    `rank_keys` maps them): the unrolled-compare ranks of `nm` use it, and
+    save the select per element that the -0.0 rule costs. A key that goes to
+    `lax.top_k` or a sort needs all of `rank_keys`.
+    """
+    return jnp.where(jnp.isnan(scores), -jnp.inf, scores).astype(scores.dtype)

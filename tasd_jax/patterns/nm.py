@@ -18,7 +18,13 @@ fraction of a second for any M.
 
 Scores that are NaN rank lowest (`base.rank_keys`), like the padding. The
 decomposition ranks exact magnitudes (`magnitudes`: right for the most
-negative integer too).
+negative integer too). It runs in two passes where the series is ranked in
+one layout of positions: `series_owners` ranks every group once and packs
+which term keeps each element into a small integer per group, and
+`terms_from_owners` writes each term with one select per element; one fused
+pass would redo a group's compares for each of its elements
+(docs/measurements.md). `series_sum` gives the terms' sum in one pass, for
+activations decomposed inside a forward.
 """
 
 import dataclasses
@@ -106,7 +112,9 @@ def _lowest(dtype: Any) -> Any:
 def magnitudes(x: jax.Array) -> jax.Array:
     """|x| as keys to rank by, exact for every real dtype (same shape).
 
-    Floats: |x| with NaN as -inf (`base.rank_keys`). Signed integers: |x| read
+    Floats: |x| with NaN as -inf (`base.nan_lowest`: |x| has no -0.0, and
+    the ranks of `rank_keys` keys and of these agree; `_top_k_keys` applies
+    the rest of `base.rank_keys` where `lax.top_k` ranks). Signed integers: |x| read
     as unsigned, since `jnp.abs` of the most negative value wraps (|-128| is
     -128 in int8, which would rank last; as uint8 it is 128); an integer zero
     is then the lowest key and never kept, which changes no term. Unsigned
@@ -114,7 +122,7 @@ def magnitudes(x: jax.Array) -> jax.Array:
     """
     dtype = jnp.dtype(x.dtype)
     if jnp.issubdtype(dtype, jnp.floating):
-        return base.rank_keys(jnp.abs(x))
+        return base.nan_lowest(jnp.abs(x))
     if jnp.issubdtype(dtype, jnp.signedinteger):
         unsigned = jnp.dtype(f"uint{8 * dtype.itemsize}")
         return lax.bitcast_convert_type(jnp.abs(x), unsigned)  # two's complement: exact
@@ -124,8 +132,12 @@ def magnitudes(x: jax.Array) -> jax.Array:
 def _top_k_keys(keys: jax.Array) -> jax.Array:
     """Keys in the same order for `lax.top_k`, whose fast path on CPU is
     float32 (about 40x faster than on integers): integer keys of up to 16 bits
-    convert exactly; wider integer keys (|int32|) stay exact on the slow path."""
-    if jnp.issubdtype(keys.dtype, jnp.integer) and jnp.dtype(keys.dtype).itemsize <= 2:
+    convert exactly; wider integer keys (|int32|) stay exact on the slow path.
+    Float keys get `base.rank_keys` whole: `lax.top_k` orders -0.0 below 0.0,
+    and subnormals must tie with zero there as they do in compares."""
+    if jnp.issubdtype(keys.dtype, jnp.floating):
+        return base.rank_keys(keys)
+    if jnp.dtype(keys.dtype).itemsize <= 2:
         return keys.astype(jnp.float32)
     return keys
 
@@ -201,16 +213,34 @@ def _series_keeps(
     remaining: list[jax.Array], terms: "tuple[NM, ...]", lowest: Any
 ) -> list[list[jax.Array]]:
     """Per term, the keep-mask of every position (of lcm(M) positions), chosen
-    greedily on what earlier terms left; keys equal to `lowest` are never kept."""
-    keeps = []
-    for term in terms:
-        keep = []
-        for start in range(0, len(remaining), term.m):
-            group = remaining[start : start + term.m]
-            keep += [(r < term.n) & (g > lowest) for r, g in zip(_ranks(group), group)]
-        remaining = [jnp.where(k, lowest, r) for k, r in zip(keep, remaining)]
-        keeps.append(keep)
+    greedily on what earlier terms left; keys equal to `lowest` are never kept.
+
+    A run of consecutive terms of one M is ranked once: where a term took the
+    N largest of a group, every element it left that can still be kept was
+    beaten by all N, so its rank among what is left is its rank minus N, and
+    the run's term t keeps ranks [N1 + ... + N(t-1), N1 + ... + Nt) (ties in
+    the same order). 2:8+1:8 costs the compares of one 2:8, not two.
+    """
+    keeps: list[list[jax.Array]] = []
+    for start, stop in _same_m_runs(terms):
+        m = terms[start].m
+        ranks = [r for g in range(0, len(remaining), m) for r in _ranks(remaining[g : g + m])]
+        alive = [k > lowest for k in remaining]
+        taken = 0
+        for term in terms[start:stop]:
+            below = [r < taken + term.n for r in ranks]
+            # Ranks below `taken` went to the run's earlier terms.
+            keeps.append([b & a & (r >= taken) if taken else b & a
+                          for b, a, r in zip(below, alive, ranks)])
+            taken += term.n
+        remaining = [jnp.where(b & a, lowest, k) for b, a, k in zip(below, alive, remaining)]
     return keeps
+
+
+def _same_m_runs(terms: "tuple[NM, ...]") -> list[tuple[int, int]]:
+    """[start, stop) of every run of consecutive terms with one M."""
+    starts = [i for i in range(len(terms)) if i == 0 or terms[i].m != terms[i - 1].m]
+    return list(zip(starts, starts[1:] + [len(terms)]))
 
 
 def _shares_positions(terms: "tuple[NM, ...]") -> bool:
@@ -258,26 +288,144 @@ def series_terms(x: jax.Array, terms: "tuple[NM, ...]", axis: int) -> list[jax.A
     """The terms of the TASD decomposition of `x` (see `tasd.decompose`).
 
     The selection of `series_masks` on `magnitudes(x)` (exact for integers;
-    an integer zero is never "kept", which changes no term). In one layout of
-    positions, |x| is taken per position and the terms are written straight
-    from the positions, so XLA neither materialises |x| nor re-reads `x`
-    (about 1.5x faster on CPU).
+    an integer zero is never "kept", which changes no term). A series computed
+    in one layout of positions (`packs_owners`) goes through `series_owners`
+    and `terms_from_owners`; `tasd.decompose` runs the two as separate
+    executables, so the ranking is done once per group.
+    """
+    if packs_owners(terms):
+        return terms_from_owners(x, series_owners(x, terms, axis), terms, axis)
+    view, view_axis = base.group_view(x, axis)
+    masks = _series_keep_masks(magnitudes(view), terms, view_axis)
+    return [jnp.where(k, view, jnp.zeros((), x.dtype)).reshape(x.shape) for k in masks]
+
+
+def series_sum(x: jax.Array, terms: "tuple[NM, ...]", axis: int) -> jax.Array:
+    """The sum of the terms of `series_terms` in one pass: `x` where a term
+    keeps it, 0 elsewhere (bit-exact: the supports are disjoint).
+
+    For a series used whole, as TASD-A uses an activation's (the terms only
+    ever meet in the product): no term is written, and a run of terms of one
+    M is a single rank test (2:8+1:8 keeps ranks 0 to 2 of every 8), done per
+    element inside whatever XLA fuses around it, e.g. the ReLU before it.
+
+    Args:
+      x: array of rank >= 1.
+      terms: the series' N:M terms.
+      axis: the grouping axis, as in `series_masks`.
+
+    Returns:
+      An array shaped and typed like `x`.
     """
     view, view_axis = base.group_view(x, axis)
-    zero = jnp.zeros((), x.dtype)
-    if not _shares_positions(terms):
-        masks = _series_keep_masks(magnitudes(view), terms, view_axis)
-        return [jnp.where(k, view, zero).reshape(x.shape) for k in masks]
-    length = view.shape[view_axis]
-    values = _split_positions(view, math.lcm(*(t.m for t in terms)), view_axis, 0)
-    keys = [magnitudes(v) for v in values]
+    merged = tuple(
+        NM(min(sum(t.n for t in terms[start:stop]), terms[start].m), terms[start].m)
+        for start, stop in _same_m_runs(terms)
+    )
+    masks = _series_keep_masks(magnitudes(view), merged, view_axis)
+    keep = functools.reduce(jnp.logical_or, masks)
+    return jnp.where(keep, view, jnp.zeros((), x.dtype)).reshape(x.shape)
+
+
+def packs_owners(terms: "tuple[NM, ...]") -> bool:
+    """Whether `series_owners` applies: the series is ranked in one layout of
+    lcm(M) positions (`_shares_positions`)."""
+    return _shares_positions(terms)
+
+
+# Owners are packed into unsigned words of at most this many bits.
+_WORD_BITS = 32
+
+
+def _owner_layout(terms: "tuple[NM, ...]") -> tuple[int, int, list[int]]:
+    """(positions per group L = lcm(M), bits per owner, positions in each word)."""
+    size = math.lcm(*(t.m for t in terms))
+    bits = len(terms).bit_length()  # owners 0 (no term) to len(terms)
+    per_word = _WORD_BITS // bits
+    return size, bits, [min(per_word, size - s) for s in range(0, size, per_word)]
+
+
+def _word_dtype(bits: int) -> jnp.dtype:
+    """The narrowest unsigned integer of at least `bits` (<= 32) bits."""
+    return jnp.dtype(f"uint{max(8, 1 << (bits - 1).bit_length())}")
+
+
+def series_owners(x: jax.Array, terms: "tuple[NM, ...]", axis: int) -> list[jax.Array]:
+    """Which term keeps each element of `x`, packed per group: the first pass
+    of `series_terms` for a series with `packs_owners`.
+
+    Each position of a group of L = lcm(M) consecutive elements along `axis`
+    (of the group view, `base.group_view`) has an owner: the 1-based number
+    of the term that keeps it, 0 for none. Owners take `bits` =
+    bit_length(number of terms) bits each, position 0 in the lowest bits, and
+    are packed into unsigned words of up to 32 bits (one word whenever
+    L <= 8).
+
+    Computed per group, on the L positions as separate arrays: each group is
+    ranked once, and the output is an L-th (or less) of `x`'s elements, so a
+    consumer that reads it instead of re-ranking does a group's compares once,
+    not once per element.
+
+    Args:
+      x: array of rank >= 1.
+      terms: the series' N:M terms, with `packs_owners(terms)`.
+      axis: the grouping axis, as in `series_masks`.
+
+    Returns:
+      The words, each shaped like the group view with the grouping axis
+      replaced by the number of groups ceil(length / L).
+    """
+    view, view_axis = base.group_view(x, axis)
+    size, bits, words = _owner_layout(terms)
     # Padding scores |0| = 0 and sits after every real element of its group,
     # so it never displaces one (ties keep the lower index) and is cut off.
+    keys = [magnitudes(v) for v in _split_positions(view, size, view_axis, 0)]
     keeps = _series_keeps(keys, terms, _lowest(keys[0].dtype))
+    packed, first = [], 0
+    for count in words:
+        dtype = _word_dtype(bits * count)
+        zero = jnp.zeros((), dtype)
+        fields = [
+            jnp.where(keep[p], jnp.asarray((t + 1) << (bits * (p - first)), dtype), zero)
+            for t, keep in enumerate(keeps)
+            for p in range(first, first + count)
+        ]
+        packed.append(functools.reduce(jnp.bitwise_or, fields))
+        first += count
+    return packed
+
+
+def terms_from_owners(
+    x: jax.Array, owners: list[jax.Array], terms: "tuple[NM, ...]", axis: int
+) -> list[jax.Array]:
+    """The terms of `x` from its `series_owners`: the second pass of
+    `series_terms`, one elementwise select per term.
+
+    Args:
+      x: the array `owners` was computed from.
+      owners: `series_owners(x, terms, axis)`.
+      terms, axis: as given to `series_owners`.
+
+    Returns:
+      One array shaped and typed like `x` per term.
+    """
+    view, view_axis = base.group_view(x, axis)
+    size, bits, words = _owner_layout(terms)
+    grouped = _grouped(view, size, view_axis, 0)  # [..., G, L, ...]
+    fields = []
+    for word, count in zip(owners, words):
+        shape = [1] * grouped.ndim
+        shape[view_axis + 1] = count
+        shifts = lax.broadcasted_iota(word.dtype, shape, view_axis + 1) * word.dtype.type(bits)
+        mask = word.dtype.type((1 << bits) - 1)
+        fields.append((jnp.expand_dims(word, view_axis + 1) >> shifts) & mask)
+    owner = fields[0] if len(fields) == 1 else jnp.concatenate(
+        [f.astype(jnp.uint32) for f in fields], axis=view_axis + 1)
+    zero = jnp.zeros((), x.dtype)
+    length = view.shape[view_axis]
     return [
-        _join_positions([jnp.where(k, v, zero) for k, v in zip(keep, values)], view_axis, length)
-        .reshape(x.shape)
-        for keep in keeps
+        _ungrouped(jnp.where(owner == t + 1, grouped, zero), view_axis, length).reshape(x.shape)
+        for t in range(len(terms))
     ]
 
 

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tasd_jax import patterns, tasd
+from tasd_jax import patterns
 
 GEMM_LAYERS = (nn.Dense, nn.Conv)
 
@@ -133,7 +133,9 @@ def with_activation_series(
       apply_fn: a flax `model.apply`.
       series: {module path: series}: that layer's input is replaced by the sum
         of its series' terms along the last axis (static: a new series compiles
-        anew).
+        anew), computed in one pass without writing the terms
+        (`patterns.nm.series_sum`, bit-exact to `tasd.reconstruct` of
+        `tasd.decompose`).
       keep: {module path: (M, K)} with K possibly traced: keep the K largest of
         every M along the last axis (`keep_top_per_group`): every same-M series
         of one design shares one compilation.
@@ -150,8 +152,7 @@ def with_activation_series(
     def decompose_input(next_fun, call_args, call_kwargs, context):
         path = _gemm_path(context)
         if path in series:
-            x = call_args[0]
-            x = tasd.reconstruct(tasd.decompose(x, series[path], axis=-1))
+            x = patterns.nm.series_sum(call_args[0], series[path].terms, axis=-1)
             call_args = (x, *call_args[1:])
         elif path in keep:
             m, k = keep[path]
