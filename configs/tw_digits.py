@@ -18,6 +18,14 @@ its own K-rows, while staying a realistic SIMD/tile width on a CPU.
 
 Every field can be overridden, e.g. `--config.num_steps=1200`
 `--config.pruning.rules='(("dense_[01]/kernel$", "tw(sparsity=0.9,g=32)"),)'`.
+
+The same run as two processes on one machine (docs/distributed.md), each started with
+
+    python -m experiments.run --config=configs/tw_digits.py --workdir=/tmp/tw_digits_2p \
+        --config.distributed.num_processes=2 --config.distributed.process_id=ID \
+        --config.distributed.coordinator=127.0.0.1:12355
+
+with ID 0 in one shell and 1 in another.
 """
 
 import ml_collections
@@ -72,4 +80,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval_every = 250
     config.checkpoint_every = 250
     config.keep_checkpoints = 2
+
+    # JAX's multi-process runtime (docs/distributed.md): N processes, each with its own
+    # process_id, train one run together; batch sizes are global. Unset fields are read
+    # by jax.distributed.initialize from the environment (JAX_COORDINATOR_ADDRESS, SLURM,
+    # Open MPI, ...). How a run is split into processes is not part of the run: these
+    # fields are never stored with it, and a run resumes on any number of processes.
+    config.distributed = ml_collections.ConfigDict()
+    config.distributed.num_processes = 1  # 1: a single process, nothing is started
+    config.distributed.process_id = config_dict.placeholder(int)  # 0 .. num_processes - 1
+    config.distributed.coordinator = config_dict.placeholder(str)  # "host:port" of process 0
     return config

@@ -5,10 +5,16 @@
 Assembled from the building blocks of `tasd_jax.train` (config fields are
 documented in configs/tw_digits.py):
 
-* Data parallelism: a 1-D `jax.sharding.Mesh` over all local devices (axis
+* Data parallelism: a 1-D `jax.sharding.Mesh` over all devices (axis
   "data"); every batch is sharded along its leading axis, the train state is
   replicated. The same config runs on 1 or n devices (the batch sizes must be
-  multiples of n).
+  multiples of n), in one process or in several on JAX's multi-process
+  runtime (`config.distributed`, `experiments.distributed`, docs/distributed.md):
+  there the mesh spans every process's devices, process by process; each
+  process reads its block of rows of every global batch and the global arrays
+  are assembled from the blocks. All processes train, evaluate and checkpoint
+  together; process 0 alone writes the files (config, metrics, results, plot,
+  checkpoint manifests, export).
 * Checks first (`check_run`): the config and the workdir are checked before
   any data is read or anything written; a problem is a `ConfigError` whose
   message says what to change.
@@ -24,7 +30,8 @@ documented in configs/tw_digits.py):
 * A non-finite loss (or update) stops the run (`FloatingPointError` naming the
   step) before anything of that step is saved; earlier checkpoints are kept.
 
-Outputs in `workdir`: `config.json`, `metrics.jsonl` (one JSON object per
+Outputs in `workdir` (one directory shared by all processes of a
+multi-process run): `config.json`, `metrics.jsonl` (one JSON object per
 logged step; the rows a checkpoint covers are on disk before it is saved),
 `results.json`, `plots.png`, `checkpoints/` and `export/` (the weights and
 model description every later stage reads, `tasd_jax.export`).
@@ -39,11 +46,13 @@ import time
 from typing import Any, Iterator, Mapping, NamedTuple
 
 from absl import logging
+import grain
 import jax
 import ml_collections
 import numpy as np
 import optax
 
+from experiments import distributed
 from experiments import outputs
 from tasd_jax import export as export_lib
 from tasd_jax import pruning
@@ -68,7 +77,10 @@ CHANGEABLE_ON_RESUME = {
     "data_dir": "where the prepared data set is read from, not what it holds",
 }
 # Fields that say how this invocation runs, not what the run is: never stored or compared.
-INVOCATION_FIELDS = ("resume_with_changes",)
+# `distributed` is one: like the device count, the number of processes decides only
+# how the global batch is split, and a checkpoint (a replicated state and the global
+# input position) resumes on any number of processes; process_id differs per process.
+INVOCATION_FIELDS = ("resume_with_changes", "distributed")
 
 
 class ConfigError(ValueError):
@@ -96,13 +108,43 @@ def _config_errors() -> Iterator[None]:
         raise ConfigError(str(err)) from err
 
 
+def initialize_distributed(config: ml_collections.ConfigDict) -> None:
+    """Joins JAX's multi-process runtime when `config.distributed` (or the
+    environment) asks for it (`experiments.distributed.initialize`); nothing
+    for a single-process run. Must come before any JAX computation.
+
+    Raises:
+      ConfigError: a bad `config.distributed` field, or a process that already used JAX.
+    """
+    with _config_errors():
+        distributed.initialize(config)
+
+
+def mesh_devices() -> list[jax.Device]:
+    """Every device of the run, process by process (in `jax.devices()` order within
+    one): along the mesh's "data" axis process p then holds the p-th block of rows
+    of every global batch, the block its input pipeline reads.
+
+    Raises:
+      ConfigError: the processes have different numbers of devices (the blocks
+        would differ in size).
+    """
+    if jax.device_count() != jax.local_device_count() * jax.process_count():
+        raise ConfigError(
+            f"this process has {jax.local_device_count()} devices, but the {jax.process_count()} "
+            f"processes have {jax.device_count()} together: every process needs the same number"
+        )
+    return sorted(jax.devices(), key=lambda d: d.process_index)
+
+
 def check_run(config: ml_collections.ConfigDict, workdir: str, num_devices: int) -> Plan:
     """Every check that needs no data, before anything is read or written.
 
-    Checks the numbers of the config (intervals, step budget, batch sizes,
-    learning rate), the optimizer, the pruning rules and schedule (which must
-    finish within `num_steps`), that `workdir` is a writable directory, and
-    that a run already in it was started with this config (`check_resume`).
+    Checks the numbers of the config (intervals, step budget, batch sizes
+    against the `num_devices` of all processes, learning rate), the optimizer,
+    the pruning rules and schedule (which must finish within `num_steps`),
+    that `workdir` is a writable directory, and that a run already in it was
+    started with this config (`check_resume`).
 
     Raises:
       ConfigError: the first problem found.
@@ -128,7 +170,7 @@ def _check_numbers(config: ml_collections.ConfigDict, num_steps: int, num_device
         if config[field] % num_devices:
             raise ValueError(
                 f"config.{field}={config[field]} must be a multiple of the {num_devices} "
-                "local devices (the batch is split evenly across them)"
+                "devices of the run (the global batch is split evenly across them)"
             )
     lr = config.learning_rate
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
@@ -311,24 +353,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     Returns:
       The contents of `workdir/results.json`.
 
+    Every process of a multi-process run calls it with the same config (but
+    `distributed.process_id`) and the same shared `workdir`; all return the
+    same results, process 0 writes them.
+
     Raises:
-      ConfigError: bad config or workdir (see `check_run`; unknown model or
-        data set, a pruning rule that matches no parameter, an `init_from`
-        that is not a fitting export), before training.
+      ConfigError: bad config or workdir (see `check_run`; a bad
+        `config.distributed`; unknown model or data set, a pruning rule that
+        matches no parameter, an `init_from` that is not a fitting export),
+        before training.
       tasd_jax.train.CheckpointError: the workdir has checkpoints, none intact.
       FloatingPointError: the training loss became NaN or inf.
     """
     # ---------------------------------------------------------------- config
-    devices = jax.local_devices()
+    initialize_distributed(config)
+    devices = mesh_devices()
     num_steps, tx, pruner = check_run(config, workdir, len(devices))
     record = run_config(config)
+    primary = jax.process_index() == 0  # the one process that writes files
 
     with _config_errors():  # what only the data, the model or the export can tell
         init_export = export_lib.load_export(config.init_from) if config.get("init_from") else None
         os.makedirs(workdir, exist_ok=True)
 
         # ---------------------------------------------------- input pipeline
-        inputs = train.make_inputs(config, len(devices))
+        inputs = train.make_inputs(config, len(devices), grain.sharding.ShardByJaxProcess())
         train_iter = inputs.train
 
         # ------------------------------------------------ model and optimizer
@@ -336,7 +385,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         mesh = jax.sharding.Mesh(np.asarray(devices), ("data",))
         replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-        put = functools.partial(jax.device_put, device=sharded)
+        # This process's rows of a batch -> the global batch, sharded along its rows.
+        put = functools.partial(jax.tree.map, functools.partial(
+            jax.make_array_from_process_local_data, sharded))
 
         state = train.create_train_state(
             jax.random.PRNGKey(config.seed), model, inputs.example_batch, tx
@@ -370,9 +421,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info("Resumed from the checkpoint at step %d in %s", start, manager.directory)
     else:
         start, rows = 0, []
-    outputs.write_jsonl(metrics_path, rows)
-    if _stored_config(workdir) != record:  # the first start, or a resume with allowed changes
-        outputs.write_json(os.path.join(workdir, CONFIG_FILE), record)
+    if primary:
+        outputs.write_jsonl(metrics_path, rows)
+        if _stored_config(workdir) != record:  # the first start, or a resume with allowed changes
+            outputs.write_json(os.path.join(workdir, CONFIG_FILE), record)
 
     # ------------------------------------------------------------------ loop
     # The dense model just before the first mask is the baseline the pruned one is held to
@@ -385,7 +437,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return train.evaluate(lambda b: p_eval_step(state, b), inputs.eval_batches, put)
 
     step, t_last, steps_since = start, time.perf_counter(), 0
-    with open(metrics_path, "a") as metrics_file:
+    # The other processes compute the same rows (from global metrics) and write them nowhere.
+    with open(metrics_path if primary else os.devnull, "a") as metrics_file:
 
         def log(row):
             rows.append(row)
@@ -425,7 +478,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if step % config.checkpoint_every == 0 or step == num_steps:
                 # The rows up to this step reach the disk before the checkpoint that covers them.
                 metrics_file.flush()
-                os.fsync(metrics_file.fileno())
+                if primary:  # os.devnull cannot be synced
+                    os.fsync(metrics_file.fileno())
                 train.save_checkpoint(
                     manager, state, train_iter.get_state(), keep=config.keep_checkpoints,
                     force=step == num_steps,
@@ -449,14 +503,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     results = {
         "final": final,
         "num_devices": len(devices),
+        "num_processes": jax.process_count(),
         "num_steps": num_steps,
         "pruned_params": [t.path for t in pruner.targets(state.params)] if pruner else [],
         "init_from": init_export.describe() if init_export is not None else None,
         "config": record,
     }
-    train.export_state(state, os.path.join(workdir, "export"), config, inputs)
-    outputs.write_json(os.path.join(workdir, "results.json"), results)
-    plot_metrics(rows, os.path.join(workdir, "plots.png"))
+    if primary:
+        train.export_state(state, os.path.join(workdir, "export"), config, inputs)
+        outputs.write_json(os.path.join(workdir, "results.json"), results)
+        plot_metrics(rows, os.path.join(workdir, "plots.png"))
     logging.info("Final: %s", {k: v for k, v in final.items() if k != "layer_sparsity"})
     return results
 

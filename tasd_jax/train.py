@@ -17,7 +17,9 @@ the flax-examples layout: `create_train_state`, pure `train_step` /
   `save_checkpoint`, `restore_latest`). Each step directory gets a manifest
   (size and sha256 of every file) once orbax has finished it; restoring takes
   the newest step that matches its manifest, so a truncated, garbled or
-  half-written checkpoint is skipped, never restored.
+  half-written checkpoint is skipped, never restored. In a run on JAX's
+  multi-process runtime every process calls these together (orbax's saves,
+  restores and deletions are collective); process 0 alone writes the manifest.
 * Export: `export_state` writes the weights and the model description that
   every later stage reads back with `tasd_jax.export.load_export`;
   `init_from_export` starts a run from one.
@@ -32,7 +34,9 @@ from typing import Any, Callable, Iterable, Mapping
 from absl import logging
 import flax
 from flax import struct
+import grain
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -233,11 +237,20 @@ def make_model(config: ml_collections.ConfigDict, num_classes: int) -> flax.line
     return models.get_model(config.model, **model_kwargs(config, num_classes))
 
 
-def make_inputs(config: ml_collections.ConfigDict, num_devices: int) -> data_lib.InputPipeline:
-    """The data of `config`: images (any tfds image data set) or pre-tokenized text."""
+def make_inputs(
+    config: ml_collections.ConfigDict,
+    num_devices: int,
+    shard: grain.sharding.ShardOptions = grain.sharding.NoSharding(),
+) -> data_lib.InputPipeline:
+    """The data of `config`: images (any tfds image data set) or pre-tokenized text.
+
+    `num_devices` is the number of devices of all processes; with `shard`, each
+    batch is this process's block of rows of the global batch (see
+    `tasd_jax.data.inputs`).
+    """
     common = dict(
         batch_size=config.batch_size, eval_batch_size=config.eval_batch_size, seed=config.seed,
-        data_dir=config.get("data_dir"), eval_split=config.get("eval_split", "test"),
+        data_dir=config.get("data_dir"), eval_split=config.get("eval_split", "test"), shard=shard,
     )
     if config.get("input", "image") == "tokens":
         return data_lib.token_inputs(config.dataset, **common)
@@ -466,7 +479,9 @@ def save_checkpoint(
     """Saves the state and the input iterator's state at `state.step`, with its manifest.
 
     Then deletes all but the newest `keep` steps. Returns whether a step was
-    saved (orbax skips steps off its interval unless `force`).
+    saved (orbax skips steps off its interval unless `force`). Every process of
+    a multi-process run calls it; process 0 writes the manifest, then deletes
+    the old steps (orbax deletes on process 0 only, the others wait for it).
     """
     step = int(state.step)
     saved = manager.save(
@@ -478,7 +493,9 @@ def save_checkpoint(
     )
     if saved:
         manager.wait_until_finished()  # no-op when synchronous; the manifest needs the final files
-        write_manifest(step_directory(manager, step))
+        # orbax finalizes a step on process 0 once every process has written its part.
+        if jax.process_index() == 0:
+            write_manifest(step_directory(manager, step))
         for old in sorted(manager.all_steps())[:-keep]:
             manager.delete(old)
     return saved
@@ -493,7 +510,8 @@ def restore_latest(
     (missing, truncated or changed files, no manifest) is skipped with a
     warning naming it, and deleted once an older step is restored, since the
     resumed run saves that step again (orbax saves only steps newer than its
-    latest).
+    latest). Every process of a multi-process run checks the same files (the
+    checkpoint directory is shared) and all have checked before any deletes.
 
     Returns:
       None when there is no checkpoint.
@@ -505,6 +523,9 @@ def restore_latest(
     for step in sorted(manager.all_steps(), reverse=True):
         problem = checkpoint_problem(step_directory(manager, step))
         if problem is None:
+            if skipped and jax.process_count() > 1:
+                # No process may see a step vanish while it still checks it.
+                multihost_utils.sync_global_devices("restore_latest: checked")
             for newer in skipped:
                 manager.delete(newer)
             restored = manager.restore(

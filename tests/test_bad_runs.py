@@ -248,9 +248,16 @@ def test_a_row_cut_short_by_a_kill_is_dropped_on_resume(reference, tmp_path, dat
          "config.pruning.rules[0]='dense_0/kernel$' is not a (path regex, pattern spec[, axis])"),
         ({"pruning.rules": '(("dense_0/kernel$", "tw(sparsity=0.5)", "x"),)'},
          "must be a tuple of (path regex, pattern spec[, axis]) tuples"),
+        ({"distributed.num_processes": 2, "distributed.process_id": 2,
+          "distributed.coordinator": "127.0.0.1:12355"},
+         "config.distributed.process_id=2 must be an integer in 0..1"),
+        ({"distributed.num_processes": 2, "distributed.process_id": 0,
+          "distributed.coordinator": "localhost"},
+         "config.distributed.coordinator='localhost' must be 'host:port'"),
     ],
     ids=["cubic_end", "cubic_begin", "staged", "lr_negative", "lr_nan", "lr_inf", "lr_zero",
-         "unknown_field", "unknown_nested_field", "rule_string", "rule_axis"],
+         "unknown_field", "unknown_nested_field", "rule_string", "rule_axis",
+         "process_id_out_of_range", "coordinator_without_port"],
 )
 def test_bad_config_fails_in_one_line_before_any_work(tmp_path, overrides, message):
     data_dir = tmp_path / "tfds"

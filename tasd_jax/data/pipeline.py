@@ -8,17 +8,28 @@ step. Batch i depends only on (seed, i): that is what makes resuming exact.
 Evaluation: one pass in source order, the last batch padded to `batch_size`
 with `mask == False` rows so every example counts exactly once.
 
-Single process: every batch holds the whole global batch (data parallelism
-over the local devices splits it; multi-host input sharding is not done).
+Multi-process runs: with `shard` (grain's `ShardOptions`) every batch is
+process `shard.shard_index`'s block of rows of the global batch, the
+`shard_index`-th of `shard_count` equal blocks (`shard_rows`); the default,
+`NoSharding()`, is the whole global batch. A process picks the global batch's
+indices and augmentation draws exactly as a single process does, then reads,
+augments and scales only its block's examples: no example is read by two
+processes, the blocks in process order make up the single-process batch bit
+for bit. One exception: augmented training on images of varying size reads
+the whole global batch and keeps the block, because the random cut of every
+resized image draws from the batch's generator in turn, and how much of the
+stream a draw takes depends on the size of its image: a block's draws are only
+known once the images before it were read.
 
 Batches are dicts of numpy arrays:
     image float32 [B, H, W, C] in [0, 1] (divided by the data set's pixel_max),
     label int32 [B], and for evaluation mask bool [B].
 
 Work is per batch, not per example: one function picks a batch's indices from
-the epoch's permutation, then reads, augments and scales the whole batch with
-numpy, so the Python overhead is one call per batch; grain supplies the
-iterator, its checkpointable state and background prefetching.
+the epoch's permutation, then reads, augments and scales the batch (or the
+process's block of it) with numpy, so the Python overhead is one call per
+batch; grain supplies the iterator, its checkpointable state and background
+prefetching.
 
 Checkpointing: `train_iterator` returns a `grain.DatasetIterator`; its
 `get_state()` is a small JSON-able dict ({"next_index": steps taken}) and
@@ -58,6 +69,22 @@ def _check_batch_size(batch_size: int, num_devices: int) -> None:
             f"batch_size {batch_size} must be a multiple of num_devices "
             f"{num_devices}: every batch is split evenly over the devices."
         )
+
+
+def shard_rows(batch_size: int, shard: grain.sharding.ShardOptions) -> slice:
+    """The rows of a global batch of `batch_size` rows that process `shard.shard_index`
+    holds: the `shard_index`-th of `shard.shard_count` equal blocks.
+
+    Raises:
+      ValueError: `batch_size` is not a multiple of `shard.shard_count`.
+    """
+    if batch_size % shard.shard_count:
+        raise ValueError(
+            f"batch size {batch_size} must be a multiple of the {shard.shard_count} processes "
+            "(every process holds an equal block of each global batch)"
+        )
+    size = batch_size // shard.shard_count
+    return slice(shard.shard_index * size, (shard.shard_index + 1) * size)
 
 
 def _check_image_size(image_shape: tuple[int | None, ...], image_size: int | None) -> None:
@@ -111,6 +138,29 @@ def _read(
     return np.stack(images), np.asarray([ex["label"] for ex in examples])
 
 
+def _crop_flip_draws(
+    batch_size: int, padding: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The random window tops [B], lefts [B] and flips bool [B] of `random_crop_flip`."""
+    top = rng.integers(0, 2 * padding + 1, size=batch_size)
+    left = rng.integers(0, 2 * padding + 1, size=batch_size)
+    flip = rng.random(batch_size) < 0.5
+    return top, left, flip
+
+
+def _crop_flip(
+    images: np.ndarray, padding: int, top: np.ndarray, left: np.ndarray, flip: np.ndarray
+) -> np.ndarray:
+    """Cuts image i's window at (top[i], left[i]) of its zero-padded copy, mirrored
+    where flip[i]."""
+    b, h, w, _ = images.shape
+    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    rows = top[:, None] + np.arange(h)  # [B, H]
+    # a flipped image reads its window's columns right to left
+    cols = left[:, None] + np.where(flip[:, None], np.arange(w)[::-1], np.arange(w))  # [B, W]
+    return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
 def random_crop_flip(images: np.ndarray, padding: int, rng: np.random.Generator) -> np.ndarray:
     """CIFAR-style augmentation of a batch: zero-pad by `padding` on every side,
     cut a random window of the original size, flip left-right with p = 1/2.
@@ -123,15 +173,7 @@ def random_crop_flip(images: np.ndarray, padding: int, rng: np.random.Generator)
     Returns:
         [B, H, W, C], same dtype.
     """
-    b, h, w, _ = images.shape
-    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    top = rng.integers(0, 2 * padding + 1, size=b)
-    left = rng.integers(0, 2 * padding + 1, size=b)
-    flip = rng.random(b) < 0.5
-    rows = top[:, None] + np.arange(h)  # [B, H]
-    # a flipped image reads its window's columns right to left
-    cols = left[:, None] + np.where(flip[:, None], np.arange(w)[::-1], np.arange(w))  # [B, W]
-    return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return _crop_flip(images, padding, *_crop_flip_draws(len(images), padding, rng))
 
 
 @functools.lru_cache(maxsize=4)
@@ -154,17 +196,28 @@ def _train_batch(
     augment: bool,
     crop_padding: int,
     image_size: int | None,
+    rows: slice,
 ) -> dict[str, np.ndarray]:
+    """This shard's `rows` of global training batch `step`."""
     epoch, position = divmod(step, len(source) // batch_size)
     indices = epoch_permutation(seed, epoch, len(source))[
         position * batch_size : (position + 1) * batch_size
     ]
     # a key of another length than the permutation's: an independent stream
     rng = np.random.default_rng((seed, epoch, position, 1)) if augment else None
-    images, labels = _read(source, indices, image_size, rng)
-    if augment:
+    if augment and image_size:
+        # The random cuts draw from rng image by image, each taking as much of the
+        # stream as its image's size needs: the block's cuts and the flips after
+        # them are only those of the global batch once the whole batch was read.
+        images, labels = _read(source, indices, image_size, rng)
         # resized images were already cut at a random place: only flip those
-        images = random_crop_flip(images, 0 if image_size else crop_padding, rng)
+        images, labels = random_crop_flip(images, 0, rng)[rows], labels[rows]
+    else:
+        images, labels = _read(source, indices[rows], image_size, None)
+        if augment:
+            # the global batch's draws, so that a block augments as a single process does
+            draws = _crop_flip_draws(batch_size, crop_padding, rng)
+            images = _crop_flip(images, crop_padding, *(d[rows] for d in draws))
     return {
         "image": images.astype(np.float32) / np.float32(pixel_max),
         "label": labels.astype(np.int32),
@@ -178,18 +231,24 @@ def _eval_batch(
     batch_size: int,
     pixel_max: float,
     image_size: int | None,
+    image_shape: tuple[int, int, int],
+    rows: slice,
 ) -> dict[str, np.ndarray]:
-    start = batch_index * batch_size
-    indices = np.arange(start, min(start + batch_size, len(source)))
-    images, labels = _read(source, indices, image_size, None)
-    pad = batch_size - len(indices)
+    """This shard's `rows` of evaluation batch `batch_index`, padded to the block size."""
+    positions = batch_index * batch_size + np.arange(batch_size)[rows]
+    indices = positions[positions < len(source)]  # a prefix: the rest pads the last batch
+    if len(indices):
+        images, labels = _read(source, indices, image_size, None)
+    else:  # this shard's block of the last batch is all padding
+        images, labels = np.zeros((0, *image_shape), np.uint8), np.zeros(0, np.int32)
+    pad = len(positions) - len(indices)
     # padded rows repeat nothing real: zeros, label 0, masked out
     images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
     labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
     return {
         "image": images.astype(np.float32) / np.float32(pixel_max),
         "label": labels.astype(np.int32),
-        "mask": np.arange(batch_size) < len(indices),
+        "mask": positions < len(source),
     }
 
 
@@ -203,6 +262,7 @@ def train_dataset(
     crop_padding: int = 4,
     image_size: int | None = None,
     num_devices: int = 1,
+    shard: grain.sharding.ShardOptions = grain.sharding.NoSharding(),
 ) -> grain.MapDataset:
     """Endless, seeded, shuffled training batches over a random-access source.
 
@@ -218,13 +278,18 @@ def train_dataset(
             with `image_size`, a random cut of the resized image and flip.
         crop_padding: see `random_crop_flip`.
         image_size: crop size for images of varying size, else None.
-        num_devices: devices the batch is split over (data parallelism).
+        num_devices: devices of all processes the global batch is split over
+            (data parallelism).
+        shard: which block of rows of every global batch this process reads
+            (module docstring); `batch_size` is a multiple of its shard_count.
 
     Returns:
-        An infinite grain MapDataset; element i is batch i (i // batches-per-epoch
-        is its epoch): {"image": float32 [B, H, W, C], "label": int32 [B]}.
+        An infinite grain MapDataset; element i is this shard's block of global
+        batch i (i // batches-per-epoch is its epoch): {"image": float32
+        [B, H, W, C], "label": int32 [B]}, B = batch_size / shard.shard_count.
     """
     _check_batch_size(batch_size, num_devices)
+    rows = shard_rows(batch_size, shard)
     if batch_size > len(source):
         raise ValueError(
             f"batch_size {batch_size} exceeds the {len(source)} examples of the "
@@ -247,6 +312,7 @@ def train_dataset(
             augment=augment,
             crop_padding=crop_padding,
             image_size=image_size,
+            rows=rows,
         )
     )
 
@@ -258,6 +324,7 @@ def eval_dataset(
     batch_size: int,
     image_size: int | None = None,
     num_devices: int = 1,
+    shard: grain.sharding.ShardOptions = grain.sharding.NoSharding(),
 ) -> grain.MapDataset:
     """One pass over a source in order, in fixed-size batches with a mask.
 
@@ -266,15 +333,20 @@ def eval_dataset(
         info: the data set's `sources.dataset_info` (pixel_max, image shape).
         batch_size: examples per batch, a multiple of `num_devices`.
         image_size: centre-crop size for images of varying size, else None.
-        num_devices: devices the batch is split over.
+        num_devices: devices of all processes the global batch is split over.
+        shard: which block of rows of every global batch this process reads
+            (module docstring); `batch_size` is a multiple of its shard_count.
 
     Returns:
-        A MapDataset of ceil(len(source) / batch_size) batches
-        {"image": float32 [B, H, W, C], "label": int32 [B], "mask": bool [B]};
-        mask is False only on the zero rows that pad the last batch.
+        A MapDataset of ceil(len(source) / batch_size) batches, this shard's
+        blocks of the global ones: {"image": float32 [B, H, W, C], "label":
+        int32 [B], "mask": bool [B]}, B = batch_size / shard.shard_count; mask is
+        False only on the zero rows that pad the last global batch.
     """
     _check_batch_size(batch_size, num_devices)
+    rows = shard_rows(batch_size, shard)
     _check_image_size(info.image_shape, image_size)
+    height, width, channels = info.image_shape
     num_batches = -(-len(source) // batch_size)
     return grain.MapDataset.range(num_batches).map(
         functools.partial(
@@ -283,6 +355,8 @@ def eval_dataset(
             batch_size=batch_size,
             pixel_max=info.pixel_max,
             image_size=image_size,
+            image_shape=(height or image_size, width or image_size, channels),
+            rows=rows,
         )
     )
 
