@@ -28,6 +28,8 @@ from ml_collections import config_flags
 from experiments import decompose_report
 from experiments import edp_report
 from experiments import quickstart
+from experiments import repro_tasd
+from experiments import repro_tw
 from experiments import sweep
 from experiments import tasder
 from experiments import train
@@ -42,6 +44,8 @@ EXPERIMENTS: dict[str, Callable[[Any, str], Any]] = {
     "tw_kernels": tw_kernels.tw_kernels,
     "tasder": tasder.tasder_experiment,
     "quickstart": quickstart.quickstart,
+    "repro_tasd": repro_tasd.repro_tasd,
+    "repro_tw": repro_tw.repro_tw,
 }
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -134,6 +138,7 @@ def main(argv: list[str]) -> None:
             config.resume_with_changes = True
     logging.info("Running %s in %s", config.experiment, _WORKDIR.value)
     try:
+        train.initialize_distributed(config)  # JAX's multi-process runtime: before any JAX work
         experiment_fn(config.experiment)(config, _WORKDIR.value)
     except _INPUT_ERRORS as err:
         logging.debug("Traceback of the error below", exc_info=True)
