@@ -72,18 +72,10 @@ def k_major_chunked(a: jax.Array, packed: kernels.PackedTW, block_m: int) -> jax
     return jax.lax.map(chunk, chunks).reshape(m, -1)
 
 
-def scatter_in_chunks(a: jax.Array, packed: kernels.PackedTW) -> jax.Array:
-    """The previous XLA design: each chunk's compact product is scattered into
-    a zeroed full-width output chunk inside the loop (the gather of the
-    output columns runs per chunk, from cache, but cannot fuse with the
-    consumer)."""
-    m, k = a.shape
-    bm = tw_xla.auto_block_m(packed, m)
-    out = jax.lax.map(
-        lambda x: tw_xla.expand(tw_xla.compact_with_zero(x, packed, bm), packed),
-        a.reshape(-1, bm, k),
-    )
-    return out.reshape(m, -1)
+def expand_after_loop(a: jax.Array, packed: kernels.PackedTW) -> jax.Array:
+    """The compact product of every chunk first, then one gather of the N output
+    columns after the loop (fusible with a consumer, but out of cache)."""
+    return tw_xla.expand(tw_xla.compact_with_zero(a, packed), packed)
 
 
 def per_tile_gemms(a: jax.Array, packed: kernels.PackedTW) -> jax.Array:
@@ -151,7 +143,7 @@ def alternatives_for(args, dtype, k: int, n: int) -> list[dict]:
     ):
         variants[label] = (jax.jit(functools.partial(kernels.tw_matmul, **kw)), (a, p))
     for label, f in (
-        ("previous xla: scatter into a zeroed full output inside each chunk", scatter_in_chunks),
+        ("one gather of the N output columns after the chunk loop", expand_after_loop),
         ("one GEMM per tile (no batching)", per_tile_gemms),
         ("full output by an element-wise gather c[i, inverse[j]]", elementwise_expand),
     ):
