@@ -125,8 +125,8 @@ def alternatives_for(args, dtype, k: int, n: int) -> list[dict]:
         ("xla block_m=128", packed, {"block_m": 128}),
         ("xla block_m=256", packed, {"block_m": 256}),
         (
-            "xla default: block_m=auto (~8 MB per chunk), compact product, "
-            "then one gather of N columns",
+            "xla default: block_m=auto (~8 MB per chunk), each chunk's N output "
+            "columns gathered in cache",
             packed,
             {},
         ),
