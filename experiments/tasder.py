@@ -132,8 +132,8 @@ def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.operands == "activations" and not eligible:
         raise ValueError(
             f"config.operands='activations' but {export.model} has no layer the paper decomposes "
-            "activations of (after a ReLU inside a residual block, or after a transformer "
-            "MLP's GELU)"
+            "activations of (after a ReLU inside a residual block or an MLP, or after a "
+            "transformer MLP's GELU)"
         )
     problem = make_problem(config, export, config.hardware, eligible)
     result, seconds = tasder.search(problem, budget=config.budget, mode=config.mode,

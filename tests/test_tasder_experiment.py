@@ -10,6 +10,7 @@ import pytest
 from configs import tasder as tasder_config
 from experiments import tasder as tasder_experiment
 from tasd_jax import data, tasder
+from tasd_jax.tasder import activations
 
 
 @pytest.fixture
@@ -59,7 +60,9 @@ def test_tasder_writes_every_output_and_load_rebuilds_the_measured_accuracy(trai
         assert image.format == "PNG" and len(set(image.convert("L").getdata())) > 2
 
 
-def test_activations_on_a_model_without_eligible_layers_is_an_error(trained, tmp_path):
+def test_activations_on_a_model_without_eligible_layers_is_an_error(trained, tmp_path, monkeypatch):
+    # The trained model is the digits MLP; without its rule it has no TASD-A layer.
+    monkeypatch.delitem(activations.ELIGIBLE_LAYERS, r"^mlp$")
     config = tasder_config.get_config("lenet5")
     config.init_from = str(trained / "train" / "export")
     config.data_dir = str(trained / "tfds")
