@@ -29,21 +29,6 @@ def _with(section: ml_collections.ConfigDict, **fields: Any) -> ml_collections.C
     return out
 
 
-def _train_config(section: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
-                  init_from: str | None = None) -> ml_collections.ConfigDict:
-    out = section.copy_and_resolve_references()
-    with out.unlocked():
-        out.data_dir = config.data_dir
-        out.seed = config.seed
-        if init_from:
-            out.init_from = init_from
-    return out
-
-
-def _export(workdir: str, stage: str) -> str:
-    return os.path.abspath(os.path.join(workdir, stage, "export"))
-
-
 def quickstart(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs every stage (module doc) and writes the report.
 
@@ -52,26 +37,29 @@ def quickstart(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     start = time.perf_counter()
     runs: dict[str, Any] = {}
-    runs["dense"] = stages.run_stage("dense", workdir, _train_config(config.dense, config),
+    data = {"data_dir": config.data_dir, "seed": config.seed}
+    runs["dense"] = stages.run_stage("dense", workdir,
+                                     stages.training_config(config.dense, **data),
                                      train_experiment.train_once)
     runs["tw"] = stages.run_stage(
-        "tw", workdir, _train_config(config.tw, config, init_from=_export(workdir, "dense")),
+        "tw", workdir,
+        stages.training_config(config.tw, **data, init_from=stages.export_of(workdir, "dense")),
         train_experiment.train_once)
     for model in ("dense", "tw"):
         runs[f"tasder_{model}"] = stages.run_stage(
             f"tasder_{model}", workdir,
-            _with(config.tasder, experiment="tasder", init_from=_export(workdir, model),
+            _with(config.tasder, experiment="tasder", init_from=stages.export_of(workdir, model),
                   data_dir=config.data_dir, seed=config.seed),
             tasder_experiment.tasder_experiment)
     for model in ("dense", "tw"):
         runs[f"edp_{model}"] = stages.run_stage(
             f"edp_{model}", workdir,
-            _with(config.edp, experiment="edp", init_from=_export(workdir, model),
+            _with(config.edp, experiment="edp", init_from=stages.export_of(workdir, model),
                   rule=r"kernel$", prune=None, seed=config.seed),
             edp_report.edp_report)
     runs["tw_kernels"] = stages.run_stage(
         "tw_kernels", workdir,
-        _with(config.tw_kernels, experiment="tw_kernels", init_from=_export(workdir, "tw"),
+        _with(config.tw_kernels, experiment="tw_kernels", init_from=stages.export_of(workdir, "tw"),
               data_dir=config.data_dir),
         tw_kernels_experiment.tw_kernels)
     seconds = time.perf_counter() - start

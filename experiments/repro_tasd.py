@@ -169,16 +169,6 @@ def shapes_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, An
 # ------------------------------------------------------------------ driver
 
 
-def _train_config(config: ml_collections.ConfigDict, name: str,
-                  init_from: str | None) -> ml_collections.ConfigDict:
-    out = config.train[name].copy_and_resolve_references()
-    with out.unlocked():
-        out.data_dir, out.seed = config.data_dir, config.seed
-        if init_from:
-            out.init_from = init_from
-    return out
-
-
 def _check(config: ml_collections.ConfigDict) -> None:
     for name in config.hardware:
         cost.hardware(name)  # an unknown name fails here, before any training
@@ -217,10 +207,12 @@ def repro_tasd(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for name in config.train:  # dense models first: the sparse ones start from them
         dense = name.split("_")[0]
         init_from = exports[dense] if dense != name else None
-        trained[name] = stages.run_stage(f"train_{name}", workdir,
-                                         _train_config(config, name, init_from),
-                                         train_experiment.train_once)
-        exports[name] = os.path.abspath(os.path.join(workdir, f"train_{name}", "export"))
+        trained[name] = stages.run_stage(
+            f"train_{name}", workdir,
+            stages.training_config(config.train[name], data_dir=config.data_dir,
+                                   seed=config.seed, init_from=init_from),
+            train_experiment.train_once)
+        exports[name] = stages.export_of(workdir, f"train_{name}")
 
     searches = {}
     for workload, model, operand in config.workloads:

@@ -285,7 +285,7 @@ def repro_tw(config: ml_collections.ConfigDict, workdir: str) -> dict:
     num_devices = jax.device_count()
     dense_jobs = [(f"{m}_dense", dense_config(config.models[m])) for m in config.models]
     exports = {
-        m: os.path.abspath(os.path.join(workdir, f"{m}_dense", "export")) for m in config.models
+        m: stages.export_of(workdir, f"{m}_dense") for m in config.models
     }
     jobs = [(r.stage, pruned_config(config, r, exports[r.model])) for r in runs]
     for name, cfg in dense_jobs + jobs:  # every run's config checked before the first step

@@ -55,3 +55,20 @@ def run_stage(
     outputs.write_json(record_path, {"config": settings, "seconds": seconds, "result": result})
     print(f"[{name}] done in {seconds:.0f} s", flush=True)
     return result
+
+
+def export_of(workdir: str, name: str) -> str:
+    """The absolute path of the export a training stage `name` wrote under `workdir`."""
+    return os.path.abspath(os.path.join(workdir, name, "export"))
+
+
+def training_config(section: ml_collections.ConfigDict, *, data_dir: str | None, seed: int,
+                    init_from: str | None = None) -> ml_collections.ConfigDict:
+    """A copy of a training config section with the composite experiment's data
+    folder and seed, starting from `init_from` (an export) when given."""
+    out = section.copy_and_resolve_references()
+    with out.unlocked():
+        out.data_dir, out.seed = data_dir, seed
+        if init_from:
+            out.init_from = init_from
+    return out
