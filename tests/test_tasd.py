@@ -154,14 +154,33 @@ def test_owners_hand_example():
 
 
 @pytest.mark.parametrize("spec", ["2:8+1:8", "2:4+1:8", "1:4+1:4+1:8", "1:16+1:8"])
-def test_series_sum_is_the_sum_of_the_terms(jit, spec):
-    x = _ties_and_zeros((9, 48), seed=1)
+@pytest.mark.parametrize("shape, axis", [((9, 48), -1), ((9, 45), -1), ((2, 3, 13, 5), -2)])
+def test_series_sum_is_the_sum_of_the_terms(jit, spec, shape, axis):
+    # 45 and 13 leave a partial last group (padding); axis -2 of a rank-4
+    # array groups along the GEMM K of a kernel view.
+    x = _ties_and_zeros(shape, seed=1).reshape(-1, shape[-1])
     x[0, :5] = np.nan  # traced only: NaN is never kept, by either
     x[1, 3] = np.inf
+    x = x.reshape(shape)
     for data in (np.nan_to_num(x, nan=0.0, posinf=5.0), x):
-        got = jit(lambda v: patterns.nm.series_sum(v, patterns.as_series(spec).terms, -1))(data)
-        want = jax.jit(lambda v: tasd.reconstruct(tasd.decompose(v, spec, axis=-1)))(data)
+        got = jit(lambda v: patterns.nm.series_sum(v, patterns.as_series(spec).terms, axis))(data)
+        want = jax.jit(lambda v: tasd.reconstruct(tasd.decompose(v, spec, axis=axis)))(data)
         np.testing.assert_array_equal(np.asarray(got).view(np.uint32), np.asarray(want).view(np.uint32))
+
+
+@pytest.mark.parametrize("spec", PATH_SPECS)
+def test_nan_and_inf_rank_as_the_numpy_reference_ranks_them(spec):
+    # One NaN in a group ranks below every number and is never kept; inf ranks
+    # first. The unrolled compares keep NaN as it is (`_compare_keys`).
+    # Traced only: called eagerly, decompose refuses non-finite values.
+    x = _ties_and_zeros((12, 40), seed=3)
+    x[::3, ::9], x[1::4, 5::11] = np.nan, np.inf
+    x[2::4, 2::13] = -np.inf
+    for axis in (-1, -2):
+        want = tasd.decompose_reference(x, spec, axis)
+        got = jax.jit(lambda v: tasd.decompose(v, spec, axis))(x)
+        for term, ref in zip(got, want):
+            np.testing.assert_array_equal(np.asarray(term), ref)  # -0.0 kept equals 0
 
 
 def test_top_k_path_ranks_subnormals_and_zeros_as_the_compares_do(monkeypatch):
