@@ -257,6 +257,19 @@ def _shares_positions(terms: "tuple[NM, ...]") -> bool:
     return max(t.m for t in terms) <= _COMPARE_MAX_M and compares <= _MAX_SHARED_COMPARES
 
 
+def _ranked_positions(
+    view: jax.Array, terms: "tuple[NM, ...]", axis: int
+) -> tuple[list[jax.Array], list[list[jax.Array]]]:
+    """The lcm(M) positions of `view` grouped along `axis` (each its own array)
+    and, per term, every position's keep-mask (`_series_keeps`), for a series
+    with `_shares_positions`."""
+    # Padding values are 0, keyed |0|: after every real element of its group,
+    # so it never displaces one (ties keep the lower index), and it is cut off.
+    values = _split_positions(view, math.lcm(*(t.m for t in terms)), axis, 0)
+    keys = [_compare_keys(v) for v in values]
+    return values, _series_keeps(keys, terms, _lowest(keys[0].dtype))
+
+
 def _series_keep_masks(keys: jax.Array, terms: "tuple[NM, ...]", axis: int) -> list[jax.Array]:
     """Each term's keep-mask on keys fit to rank, grouped along `axis` as is;
     keys at `_lowest` (padding, NaN, taken by an earlier term) are never kept."""
@@ -338,11 +351,7 @@ def series_sum(x: jax.Array, terms: "tuple[NM, ...]", axis: int) -> jax.Array:
     if not _shares_positions(merged):
         keep = functools.reduce(jnp.logical_or, _series_keep_masks(magnitudes(view), merged, view_axis))
         return jnp.where(keep, view, zero).reshape(x.shape)
-    # Padding values are 0, keyed |0|: after every real element of its group,
-    # so it never displaces one (ties keep the lower index), and it is cut off.
-    values = _split_positions(view, math.lcm(*(t.m for t in merged)), view_axis, 0)
-    keys = [_compare_keys(v) for v in values]
-    keeps = _series_keeps(keys, merged, _lowest(keys[0].dtype))
+    values, keeps = _ranked_positions(view, merged, view_axis)
     kept = [
         jnp.where(functools.reduce(jnp.logical_or, [term[p] for term in keeps]), value, zero)
         for p, value in enumerate(values)
@@ -399,11 +408,8 @@ def series_owners(x: jax.Array, terms: "tuple[NM, ...]", axis: int) -> list[jax.
       replaced by the number of groups ceil(length / L).
     """
     view, view_axis = base.group_view(x, axis)
-    size, bits, words = _owner_layout(terms)
-    # Padding scores |0| = 0 and sits after every real element of its group,
-    # so it never displaces one (ties keep the lower index) and is cut off.
-    keys = [_compare_keys(v) for v in _split_positions(view, size, view_axis, 0)]
-    keeps = _series_keeps(keys, terms, _lowest(keys[0].dtype))
+    _, bits, words = _owner_layout(terms)
+    _, keeps = _ranked_positions(view, terms, view_axis)
     packed, first = [], 0
     for count in words:
         dtype = _word_dtype(bits * count)
