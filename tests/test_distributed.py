@@ -40,15 +40,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(workdir, data_dir, cache_dir, num_processes=2, extra=None):
+def _start(workdir, data_dir, num_processes=2, extra=None):
     """`num_processes` processes of one run, each `python -m experiments.run` on tw_digits;
     their stderr goes to `workdir`.pN.log."""
     port = _free_port()
     env = {
         **os.environ, "JAX_PLATFORMS": "cpu", "TFDS_DATA_DIR": str(data_dir),
-        # The three runs compile the same programs: the later ones read them from the cache.
-        "JAX_COMPILATION_CACHE_DIR": str(cache_dir),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     }
     overrides = {**OVERRIDES, **(extra or {}), "data_dir": data_dir,
                  "distributed.num_processes": num_processes,
@@ -88,16 +85,16 @@ def _params(workdir):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """{"data_dir", "cache", "one": a 1-process run (in this process, 1 device), "two":
+    """{"data_dir", "one": a 1-process run (in this process, 1 device), "two":
     the same config as 2 processes (1 device each)}: the same global batch of 64."""
     root = tmp_path_factory.mktemp("distributed")
-    data_dir, cache = str(root / "tfds"), root / "jax_cache"
+    data_dir = str(root / "tfds")
     config = small_config(data_dir, **OVERRIDES)
     one = str(root / "one")
     train_experiment.train_and_evaluate(config, one)  # also prepares the data set
     two = str(root / "two")
-    _wait(_start(two, data_dir, cache), two)
-    return {"data_dir": data_dir, "cache": cache, "one": one, "two": two}
+    _wait(_start(two, data_dir), two)
+    return {"data_dir": data_dir, "one": one, "two": two}
 
 
 def test_two_processes_train_the_same_parameters_as_one(runs):
@@ -122,7 +119,7 @@ def test_two_processes_train_the_same_parameters_as_one(runs):
 
 def test_a_process_killed_mid_run_resumes_with_both_from_the_last_checkpoint(runs, tmp_path):
     workdir = str(tmp_path / "killed")
-    procs = _start(workdir, runs["data_dir"], runs["cache"])
+    procs = _start(workdir, runs["data_dir"])
     manifest = os.path.join(workdir, "checkpoints", "100", train.MANIFEST)
     deadline = time.time() + TIMEOUT_S
     try:
@@ -143,7 +140,7 @@ def test_a_process_killed_mid_run_resumes_with_both_from_the_last_checkpoint(run
     saved = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
     assert 100 in saved and saved[-1] < 200
 
-    restarted = _start(workdir, runs["data_dir"], runs["cache"])
+    restarted = _start(workdir, runs["data_dir"])
     _wait(restarted, workdir)
     for pid in (0, 1):
         assert "Resumed from the checkpoint at step" in _log(workdir, pid)
