@@ -48,11 +48,21 @@ def command_line() -> str:
     return " ".join([program] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
+def machine_line(mach: dict) -> str:
+    """One line naming the machine of `machine()` and its load when it was taken."""
+    return (
+        f"Machine: {mach['platform']}, {mach['processor']}, {mach['cpu_count']} CPUs, "
+        f"jax {mach['jax']} ({mach['backend']}, {mach['device']}); load average (1 min) "
+        f"{mach['load_average_1m']:.2f} at the start, {mach['date']}."
+    )
+
+
 def write_results(out_dir: str, name: str, payload: dict, markdown: str) -> str:
     """Writes `out_dir/name`.json and .md (creating the folder); returns the stem.
 
-    Both files record the command that produced them; the JSON also keeps the
-    machine description if `payload` has one.
+    `payload["machine"]` is `machine()` taken before the measurements. Both
+    files record it and the command that produced them; the Markdown ends with
+    them.
     """
     command = command_line()
     stem = os.path.join(out_dir, name)
@@ -60,6 +70,7 @@ def write_results(out_dir: str, name: str, payload: dict, markdown: str) -> str:
     with open(stem + ".json", "w") as f:
         json.dump({"command": command, **payload}, f, indent=2)
     with open(stem + ".md", "w") as f:
-        f.write(markdown.rstrip("\n") + f"\n\nCommand: `{command}`\n")
+        f.write(markdown.rstrip("\n") + f"\n\n{machine_line(payload['machine'])}\n\n"
+                f"Command: `{command}`\n")
     print(f"wrote {stem}.json and {stem}.md")
     return stem

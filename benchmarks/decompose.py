@@ -35,6 +35,7 @@ def main() -> None:
     common.add_out_dir(parser)
     args = parser.parse_args()
 
+    mach = common.machine()
     x_np = np.random.default_rng(0).standard_normal((args.size, args.size)).astype(np.float32)
     x = jnp.asarray(x_np)
     rows = []
@@ -53,11 +54,8 @@ def main() -> None:
                          "speedup": med["numpy"] / med["jax"],
                          "over_floor": med["jax"] / med["floor"],
                          "effective_gbps": (1 + terms) * x_np.nbytes / med["jax"] / 1e9})
-    mach = common.machine()
     peak = PEAK_GBPS.get(mach["device"])
     lines = [f"# TASD decomposition, {args.size}x{args.size} float32\n",
-             f"Machine: {mach['platform']}, {mach['cpu_count']} CPUs, backend {mach['backend']} "
-             f"({mach['device']}), jax {mach['jax']}, load avg {mach['load_average_1m']:.2f}, {mach['date']}\n",
              f"Medians of {args.repeats} interleaved repetitions. Floor: a jitted pass reading x "
              "and writing one array of its shape per term. Targets: >= 10x numpy, <= 2x floor.\n",
              "| series | axis | numpy argsort (ms) | jax jit (ms) | floor (ms) | x numpy | x floor "

@@ -55,18 +55,15 @@ def main() -> None:
     decomposed = jax.jit(lambda v, x: decomposed_apply(v, x, train=False))
     fns = {"dense": lambda: dense(variables, images),
            "decomposed": lambda: decomposed(variables, images)}
+    mach = common.machine()
     times = common.interleaved_times(fns, args.repeats)
     med = {name: float(np.median(t)) for name, t in times.items()}
     ratio = med["decomposed"] / med["dense"]
 
-    mach = common.machine()
     elements = sum(int(np.prod(inputs[layer].shape)) for layer in eligible)
     lines = [
         f"# TASD-A forward: {config.model} on {args.batch}x{'x'.join(map(str, IMAGE_SHAPE))}, "
         f"series {args.series}\n",
-        f"Machine: {mach['platform']}, {mach['cpu_count']} CPUs, backend {mach['backend']} "
-        f"({mach['device']}), jax {mach['jax']}, load avg {mach['load_average_1m']:.2f}, "
-        f"{mach['date']}\n",
         "Random-init weights (`configs/mnist.py:resnet`'s model, seed 0): a forward's time "
         "does not depend on the weights' values. Both forwards jitted, inference mode, "
         f"{args.repeats} interleaved repetitions, medians.\n",

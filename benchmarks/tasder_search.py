@@ -37,6 +37,7 @@ def main(argv=None) -> dict:
                                data_dir=args.data_dir)
     layers = [p.removesuffix("/kernel") for p in export.variables["params"] if p.endswith("kernel")]
     eligible, _ = tasder.eligible_layers(export.model, layers)
+    mach = common.machine()
     start = time.perf_counter()
     problem = tasder.Problem(model.apply, variables, list(inputs.eval_batches),
                              next(inputs.train)["image"], args.hardware, activation_layers=eligible)
@@ -50,14 +51,13 @@ def main(argv=None) -> dict:
                          "evaluations": problem.evaluations - before,
                          "accuracy": result.accuracy, "relative_edp": result.relative_edp})
             print(rows[-1], flush=True)
-    payload = {"machine": common.machine(), "export": os.path.abspath(args.export),
+    payload = {"machine": mach, "export": os.path.abspath(args.export),
                "model": export.model, "hardware": args.hardware,
                "baseline_accuracy": problem.baseline_accuracy, "prepare_s": prepare_s,
                "compiled_evaluations": problem._correct._cache_size(), "searches": rows}
     lines = [f"# TASDER search time, {export.model} on {args.hardware}", "",
              f"Prepare (decompose, calibrate, compile): {prepare_s:.1f} s; the evaluation compiled "
-             f"{payload['compiled_evaluations']} time(s). Load average "
-             f"{payload['machine']['load_average_1m']:.1f} on {payload['machine']['cpu_count']} cores.",
+             f"{payload['compiled_evaluations']} time(s).",
              "", "| operand | mode | seconds | evaluations | accuracy | EDP / tc dense |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['operand']} | {r['mode']} | {r['seconds']:.1f} | {r['evaluations']} | "
               f"{r['accuracy']:.4f} | {r['relative_edp']:.3f} |" for r in rows]

@@ -51,6 +51,7 @@ def _states(model_name, kwargs, image_shape, batch_size):
 
 
 def run(reps: int, steps: int) -> dict:
+    mach = common.machine()
     step_fn = jax.jit(train.train_step, donate_argnums=0)
     rows = []
     for name, model_name, kwargs, image_shape, batch_size in CASES:
@@ -79,18 +80,14 @@ def run(reps: int, steps: int) -> dict:
             "ratio_masked_over_dense": medians["masked"] / medians["dense"],
         })
         print(rows[-1], flush=True)
-    return {"machine": common.machine(), "reps": reps, "steps_per_rep": steps, "rows": rows}
+    return {"machine": mach, "reps": reps, "steps_per_rep": steps, "rows": rows}
 
 
 def markdown(result: dict) -> str:
-    m = result["machine"]
     lines = [
         "# Masked (TW 75%) vs dense train step, CPU",
         "",
-        f"{m['platform']}, {m['cpu_count']} CPUs, jax {m['jax']} ({m['backend']}), "
-        f"load {m['load_average_1m']:.1f}, {m['date']}.",
-        f"Median of {result['reps']} interleaved repetitions of {result['steps_per_rep']} steps. "
-        f"Command: `{m['command']}`.",
+        f"Median of {result['reps']} interleaved repetitions of {result['steps_per_rep']} steps.",
         "",
         "| model | batch | sparsity | dense steps/s | masked steps/s | masked / dense |",
         "|---|---:|---:|---:|---:|---:|",

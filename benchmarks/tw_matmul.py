@@ -189,18 +189,10 @@ def end_to_end(args, dtype) -> dict:
 
 
 def markdown(result: dict) -> str:
-    mach = result["machine"]
     lines = [
         f"# TW matmul speed-up over dense ({result['dtype']})",
         "",
-        (
-            f"Machine: {mach['platform']}, {mach['processor']}, {mach['cpu_count']} CPUs, "
-            f"jax {mach['jax']} ({mach['backend']}, {mach['device']}), {mach['date']}."
-        ),
-        (
-            f"Command: `{mach['command']}`. Median of {result['reps']} interleaved repetitions; "
-            f"G = {result['g']}, M = {result['M']}."
-        ),
+        f"Median of {result['reps']} interleaved repetitions; G = {result['g']}, M = {result['M']}.",
         "",
     ]
     backends = result["backends"]
@@ -252,7 +244,6 @@ def markdown(result: dict) -> str:
                 f"max |logit diff| {e['max_abs_diff_logits']:.2e}."
             ),
         ]
-    lines += ["", f"Load average (1 min) at the start: {mach['load_average_1m']:.2f}."]
     return "\n".join(lines) + "\n"
 
 

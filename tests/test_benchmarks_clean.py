@@ -36,4 +36,7 @@ def test_benchmark_writes_to_out_dir_and_not_the_tree(tmp_path):
     payload = json.loads((out_dir / "cost_sweep.json").read_text())
     assert payload["command"].startswith("python -m benchmarks.cost_sweep")
     assert f"--out_dir={out_dir}" in payload["command"]
-    assert "Command: `python -m benchmarks.cost_sweep" in (out_dir / "cost_sweep.md").read_text()
+    recorded = (out_dir / "cost_sweep.md").read_text()
+    assert "Command: `python -m benchmarks.cost_sweep" in recorded
+    # The machine and its load are recorded beside the figures.
+    assert "Machine: " in recorded and "load average (1 min)" in recorded
