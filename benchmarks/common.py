@@ -13,11 +13,9 @@ folder). Recorded results are committed on purpose, by running with
 import argparse
 import json
 import os
-import shlex
-import sys
 import tempfile
 
-from tasd_jax.timing import interleaved_medians, interleaved_times, machine
+from tasd_jax.timing import command_line, interleaved_medians, interleaved_times, machine
 
 __all__ = [
     "DEFAULT_OUT_DIR",
@@ -39,13 +37,6 @@ def add_out_dir(parser: argparse.ArgumentParser) -> None:
         help="folder for the results (default %(default)s); "
         "--out_dir=benchmarks/results records them in the repository",
     )
-
-
-def command_line() -> str:
-    """The command that is running, as a user would type it."""
-    module = sys.modules["__main__"].__spec__
-    program = f"python -m {module.name}" if module else f"python {sys.argv[0]}"
-    return " ".join([program] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
 def machine_line(mach: dict) -> str:

@@ -8,6 +8,7 @@ the command beside every figure.
 import datetime
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -38,6 +39,14 @@ def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int, warmup:
     return {name: statistics.median(t) for name, t in interleaved_times(fns, repeats, warmup).items()}
 
 
+def command_line() -> str:
+    """The command that is running, as a user would type it (`python -m
+    module ...` when run as a module)."""
+    module = sys.modules["__main__"].__spec__
+    program = f"python -m {module.name}" if module else f"python {sys.argv[0]}"
+    return " ".join([program] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
 def machine() -> dict:
     """Where and how a benchmark ran."""
     return {
@@ -49,5 +58,5 @@ def machine() -> dict:
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0].device_kind),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+        "command": command_line(),
     }
