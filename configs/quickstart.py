@@ -60,8 +60,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.tasder.budget = 0.99
     config.tasder.mode = "ours"  # network | paper | ours (all three are reported)
     config.tasder.operands = "both"
+    config.tasder.batch = 1  # examples per forward pass the EDP is computed for
     config.tasder.calibration_examples = 512
-    config.tasder.eval_batch_size = 250
+    config.tasder.eval_batch_size = 100
     config.tasder.frontier_budgets = (0.999, 0.99, 0.98, 0.95)
 
     # EDP on every accelerator (configs/edp_resnet50.py's designs and series).

@@ -72,8 +72,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.hardware = ("ttc_vegeta_m8", "ttc_stc_m4", "dstc", "ttc_vegeta_m4", "ttc_stc_m8")
     config.budget = 0.99
     config.mode = "paper"  # network | paper | ours
+    config.batch = 1  # examples per forward pass the EDP is computed for (the paper's: 1)
     config.calibration_examples = 512
-    config.eval_batch_size = 250
+    config.eval_batch_size = 100
 
     config.shapes_only = ml_collections.ConfigDict()
     config.shapes_only.models = ("resnet50", "bert")

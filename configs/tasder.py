@@ -25,9 +25,10 @@ def get_config(variant: str = "resnet") -> ml_collections.ConfigDict:
     config.seed = 0
     config.hardware = "ttc_vegeta_m8"
     config.budget = 0.99  # keep 99% of the model's own test accuracy (MLPerf-style)
-    config.mode = "ours"  # network | paper | ours
+    config.mode = "ours"  # network | paper | ours | exhaustive (small models only)
     config.operands = "both"  # weights | activations | both (one sparse operand per layer)
+    config.batch = 1  # examples per forward pass the EDP is computed for (the paper: 1)
     config.calibration_examples = 512  # training images for the activation statistics
-    config.eval_batch_size = 250
+    config.eval_batch_size = 100  # smaller batches let an evaluation stop earlier
     config.frontier_budgets = (0.999, 0.99, 0.98, 0.95, 0.9)
     return config

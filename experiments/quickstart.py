@@ -110,8 +110,8 @@ def _tasder(runs: dict, config: ml_collections.ConfigDict) -> str:
                            layer["activation_series"]))
     return "\n".join([
         f"TASDER on `{config.tasder.hardware}`, {config.tasder.operands} operands, keeping "
-        f"{config.tasder.budget:.0%} of each model's own test accuracy; EDP relative to the "
-        "dense model on the dense tensor core `tc`.",
+        f"{config.tasder.budget:.0%} of each model's own test accuracy; EDP (batch "
+        f"{config.tasder.batch}) relative to the dense model on the dense tensor core `tc`.",
         "",
         outputs.markdown_table(("model (test accuracy)", "search", "accuracy", "EDP", "s"), rows),
         "",

@@ -15,6 +15,7 @@ Then `report.md`, `figure12.csv` (one row per workload, design and source) and
 `figure12.png` (ours against the paper, grouped by design and workload).
 """
 
+import functools
 import os
 import time
 from typing import Any, Sequence
@@ -29,7 +30,7 @@ from experiments import outputs
 from experiments import stages
 from experiments import tasder as tasder_experiment
 from experiments import train as train_experiment
-from tasd_jax import cost, export as export_lib, models, pruning, tasder, tree_paths
+from tasd_jax import cost, export as export_lib, models, pruning, tasder
 from tasd_jax.tasder import activations
 
 # The paper's Figure 12 (docs/tasd.md, "Results to reproduce"): EDP change against the
@@ -62,18 +63,21 @@ def _relative(est: cost.Estimate, reference: cost.Estimate) -> dict[str, float]:
 def search_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, Any]:
     """TASDER (`config.mode`) and the network-wise search on one export and accelerator."""
     export = export_lib.load_export(config.init_from)
-    eligible, _ = tasder_experiment.eligible_layers(export)
-    layers = eligible if config.operands == "activations" else ()
-    problem = tasder_experiment.make_problem(config, export, config.hardware, layers)
-    out = {"model": export.model, "baseline_accuracy": problem.baseline_accuracy,
-           "init_from": export.describe()}
+    problem = tasder_experiment.make_problem(
+        export, calibration_examples=config.calibration_examples,
+        eval_batch_size=config.eval_batch_size, seed=config.seed, data_dir=config.data_dir)
+    reference = problem.estimate(tasder.Choice({}, {}), "tc", config.batch)
+    out = {"model": export.model, "baseline_accuracy": problem.baseline,
+           "init_from": export.describe(), "batch": config.batch,
+           "activation_layers": len(problem.activation_layers), "layers": len(problem.layers)}
     for mode in (config.mode, "network"):
-        result, seconds = tasder.search(problem, budget=config.budget, mode=mode,
-                                        operand=config.operands)
+        result = tasder.search(problem, hardware=config.hardware, budget=config.budget, mode=mode,
+                               operand=config.operands, batch=config.batch)
         choice = result.choice.weights or result.choice.activations
         out[mode] = {
-            "accuracy": result.accuracy, "seconds": seconds,
-            **_relative(problem.estimate(result.choice), problem.tc_dense),
+            "accuracy": result.metric, "seconds": result.seconds,
+            "evaluations": result.evaluations,
+            **_relative(problem.estimate(result.choice, config.hardware, config.batch), reference),
             "series": sorted(set(choice.values())) or ["dense"],
             "choice": {"weights": result.choice.weights, "activations": result.choice.activations},
         }
@@ -108,11 +112,9 @@ def shapes_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, An
     layers = [_layer_of(g) for g in gemms]
     reference = cost.estimate(gemms, "tc")
 
-    kernels = [p.removesuffix("/kernel") for p in tree_paths.flatten(variables["params"])
-               if p.endswith("/kernel")]
-    eligible, _ = activations.eligible_layers(name, kernels)
-    _, inputs = jax.jit(lambda v, x: activations.capture_inputs(model.apply, v, x, train=False))(
-        variables, x)
+    apply = functools.partial(model.apply, train=False)
+    eligible = [p for p, info in tasder.layer_inputs(apply, variables, x).items() if info.eligible]
+    _, inputs = jax.jit(lambda v, x: activations.capture_inputs(apply, v, x))(variables, x)
     act_l1 = {p: float(jnp.abs(inputs[p]).sum()) for p in eligible}
     act_density = {p: float(jnp.mean(inputs[p] != 0)) for p in eligible}
 
@@ -170,28 +172,31 @@ def shapes_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, An
 
 
 def _check(config: ml_collections.ConfigDict) -> None:
-    for name in config.hardware:
-        cost.hardware(name)  # an unknown name fails here, before any training
+    error = train_experiment.ConfigError
+    for name in config.hardware:  # an unknown name fails here, before any training
+        if name not in cost.hardware_names():
+            raise error(f"config.hardware lists {name!r}, not a known accelerator; known: "
+                        f"{cost.hardware_names(aliases=False)}")
     if "tc" in config.hardware:
-        raise ValueError("config.hardware must not list 'tc': it is the reference of every figure")
+        raise error("config.hardware must not list 'tc': it is the reference of every figure")
     if config.mode not in tasder.MODES:
-        raise ValueError(f"config.mode={config.mode!r} is not one of {tasder.MODES}")
-    if not 0.0 < config.budget <= 1.0:
-        raise ValueError(f"config.budget={config.budget} must lie in (0, 1]")
+        raise error(f"config.mode={config.mode!r} is not one of {tasder.MODES}")
+    if isinstance(config.budget, bool) or not 0.0 < config.budget <= 1.0:
+        raise error(f"config.budget={config.budget} must lie in (0, 1]")
     for name in config.train:
         dense = name.split("_")[0]
         if dense != name and (dense not in config.train or (
                 config.train[name].model, config.train[name].model_kwargs.to_dict())
                 != (config.train[dense].model, config.train[dense].model_kwargs.to_dict())):
-            raise ValueError(f"config.train.{name} is fine-tuned from config.train.{dense}'s "
-                             "export, so it must exist and have the same model and model_kwargs")
+            raise error(f"config.train.{name} is fine-tuned from config.train.{dense}'s export, "
+                        "so it must exist and have the same model and model_kwargs")
     for workload, model, operand in config.workloads:
         if model not in config.train:
-            raise ValueError(f"workload {workload!r} names model {model!r}, which config.train "
-                             f"does not define (it has {sorted(config.train)})")
+            raise error(f"workload {workload!r} names model {model!r}, which config.train does "
+                        f"not define (it has {sorted(config.train)})")
         if operand not in ("weights", "activations"):
-            raise ValueError(f"workload {workload!r}: operand {operand!r} must be 'weights' "
-                             "(TASD-W) or 'activations' (TASD-A)")
+            raise error(f"workload {workload!r}: operand {operand!r} must be 'weights' (TASD-W) "
+                        "or 'activations' (TASD-A)")
 
 
 def repro_tasd(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -221,7 +226,7 @@ def repro_tasd(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 "init_from": exports[model], "hardware": hw, "operands": operand,
                 "mode": config.mode, "budget": config.budget, "data_dir": config.data_dir,
                 "seed": config.seed, "calibration_examples": config.calibration_examples,
-                "eval_batch_size": config.eval_batch_size,
+                "eval_batch_size": config.eval_batch_size, "batch": config.batch,
             })
             searches[workload, hw] = stages.run_stage(f"search_{model}_{hw}", workdir,
                                                       stage_config, search_stage)

@@ -15,6 +15,9 @@ the fields that may change on resume changed (`experiments.train.CHANGEABLE_ON_R
 """
 
 import difflib
+import importlib
+import importlib.util
+import os
 import re
 import sys
 from typing import Any, Callable
@@ -43,6 +46,7 @@ EXPERIMENTS: dict[str, Callable[[Any, str], Any]] = {
     "edp": edp_report.edp_report,
     "tw_kernels": tw_kernels.tw_kernels,
     "tasder": tasder.tasder_experiment,
+    "tasder_table": tasder.tasder_table,
     "quickstart": quickstart.quickstart,
     "repro_tasd": repro_tasd.repro_tasd,
     "repro_tw": repro_tw.repro_tw,
@@ -52,6 +56,12 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to an ml_collections config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for every output of the run.")
+_IMPORTS = flags.DEFINE_list(
+    "imports", [],
+    "Python modules to import before the run, comma-separated: module names "
+    "(`mypackage.models`) or .py files; what they register (models, sparsity patterns) "
+    "is then known to the config by name.",
+)
 _RESUME_WITH_CHANGES = flags.DEFINE_bool(
     "resume_with_changes", False,
     "Resume a workdir whose run started with a config that differs from this one only in "
@@ -127,9 +137,38 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(f"error: {message}")
 
 
+def import_user_modules(names: list[str]) -> None:
+    """Imports each of `names` (module names, or paths of .py files).
+
+    Raises:
+      train.ConfigError: a module that cannot be found or fails to import, naming it.
+    """
+    for name in names:
+        try:
+            if name.endswith(".py"):
+                if not os.path.isfile(name):
+                    raise train.ConfigError(f"--imports names {name!r}, which is not a file")
+                module = os.path.splitext(os.path.basename(name))[0]
+                spec = importlib.util.spec_from_file_location(module, name)
+                loaded = importlib.util.module_from_spec(spec)
+                sys.modules[module] = loaded
+                spec.loader.exec_module(loaded)
+            else:
+                importlib.import_module(name)
+        except train.ConfigError:
+            raise
+        except Exception as err:  # any failure of the user's module is reported as such
+            raise train.ConfigError(
+                f"--imports: importing {name!r} failed: {type(err).__name__}: {err}") from err
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        import_user_modules(_IMPORTS.value)
+    except train.ConfigError as err:
+        sys.exit(f"error: {err}")
     config = _CONFIG.value
     if "experiment" not in config:
         raise ValueError("the config has no `experiment` field naming what to run")

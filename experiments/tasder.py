@@ -1,29 +1,31 @@
-"""The `tasder` experiment: TASDER on a trained model, against the paper's greedy and one series for all.
+"""The `tasder` experiment: TASDER on a trained model, every search mode side by side.
 
     python -m experiments.run --config=configs/tasder.py:resnet --workdir=DIR
     python -m experiments.run --config=configs/tasder.py:resnet,ew90 --workdir=DIR \\
         --config.hardware=ttc_stc_m4 --config.budget=0.98 --config.mode=paper
 
 Without `init_from` the variant's model is trained first into `DIR/train/`
-(reused when already there). The search (`tasd_jax.tasder`) picks series for
-the weights and/or the input activations of the layers the paper allows, on
-`config.hardware`, keeping `config.budget` of the model's own test accuracy.
+(reused when already there). The problem (`tasd_jax.tasder.Problem`) is the
+model, its top-1 test accuracy as the metric and `config.calibration_examples`
+training images; TASD-A layers are found from the traced model (after a
+ReLU, GELU or SiLU). The search picks series for the weights and/or the input
+activations on `config.hardware`, keeping `config.budget` of the model's own
+test accuracy, with the EDP computed for `config.batch` examples.
 
 Writes:
-* `tasder.json`: model, hardware, budget, mode, operands, baseline_accuracy,
-  accuracy (measured with every chosen series applied), edp {tc_dense, chosen,
-  relative}, search_seconds, init_from, and per GEMM layer its series and
-  densities (and, for layers left dense for activations, why);
-* `export/`: the weights with their series applied and the activation choices,
-  rebuilt by `tasd_jax.tasder.load(DIR)`;
+* `tasder.json`: model, hardware, batch, budget, mode, operands,
+  baseline_accuracy, accuracy, edp {tc_dense, chosen, relative}, search
+  seconds and evaluations, every mode at `config.budget`, 2:4 on every layer
+  of `stc`, init_from, and per GEMM layer its series, densities and what
+  produces its input;
+* `result/`: the search result (`tasd_jax.tasder.save`; `tasder.load` reads it);
 * `layers.csv`, `frontier.csv` and `frontier.png`: relative EDP against
   accuracy for every mode over `config.frontier_budgets` (an empty tuple skips
-  them), with the dense model and the plain structured baseline (2:4 on every
-  layer on `stc`) marked; `tasder.json` also holds every mode at `config.budget`.
+  them), with the dense model and 2:4 on every layer of `stc` marked.
 """
 
+import functools
 import os
-from typing import Sequence
 
 from absl import logging
 import jax
@@ -32,164 +34,208 @@ import numpy as np
 
 from experiments import outputs
 from experiments import train as train_experiment
-from tasd_jax import cost, data, models, tree_paths
+from tasd_jax import cost, data, models
 from tasd_jax import export as export_lib
 from tasd_jax import tasder
-from tasd_jax.tasder import searches
 
 
-def make_problem(config: ml_collections.ConfigDict, export: export_lib.Export, hardware: str,
-                 activation_layers: Sequence[str]) -> tasder.Problem:
-    """The search problem of an export on `hardware`: its test split for accuracy,
-    `config.calibration_examples` training images for the activation statistics."""
+def make_problem(export: export_lib.Export, *, calibration_examples: int, eval_batch_size: int,
+                 seed: int, data_dir: str | None = None) -> tasder.Problem:
+    """The TASDER problem of a training export: top-1 accuracy on its test split,
+    `calibration_examples` training images to calibrate on."""
     model, like = models.init_model(export.model, export.input_shape, seed=None, **export.model_kwargs)
     variables = jax.tree.map(np.asarray, export.variables_like(like))
-    inputs = data.image_inputs(
-        export.dataset, batch_size=config.calibration_examples,
-        eval_batch_size=config.eval_batch_size, seed=config.seed, data_dir=config.get("data_dir"),
-    )
-    return tasder.Problem(
-        model.apply, variables, list(inputs.eval_batches), next(inputs.train)["image"],
-        hardware, activation_layers=tuple(activation_layers),
-    )
+    inputs = data.image_inputs(export.dataset, batch_size=calibration_examples,
+                               eval_batch_size=eval_batch_size, seed=seed, data_dir=data_dir)
+    return tasder.Problem(functools.partial(model.apply, train=False), variables,
+                          evaluate=tasder.top1_accuracy(inputs.eval_batches),
+                          calibration=next(inputs.train)["image"])
 
 
-def eligible_layers(export: export_lib.Export) -> tuple[list[str], dict[str, str]]:
-    """(TASD-A eligible GEMM layers, {other layer: why it stays dense}) of an export."""
-    layers = [p.removesuffix("/kernel") for p, w in export.variables["params"].items()
-              if p.endswith("kernel") and w.ndim >= 2]
-    return tasder.eligible_layers(export.model, layers)
-
-
-def _check(config: ml_collections.ConfigDict) -> None:
-    cost.hardware(config.hardware)
+def check(config: ml_collections.ConfigDict, prefix: str = "config") -> None:
+    """The search fields of a config (hardware, mode, operands, budget(s), batch), each
+    with the rule it must follow; raises `train.ConfigError` before any work."""
+    if config.hardware not in cost.hardware_names():
+        raise train_experiment.ConfigError(
+            f"{prefix}.hardware={config.hardware!r} is not a known accelerator; known: "
+            f"{cost.hardware_names(aliases=False)}")
     if config.mode not in tasder.MODES:
-        raise ValueError(f"config.mode={config.mode!r} is not one of {tasder.MODES}")
+        raise train_experiment.ConfigError(f"{prefix}.mode={config.mode!r} is not one of {tasder.MODES}")
     if config.operands not in tasder.OPERANDS:
-        raise ValueError(f"config.operands={config.operands!r} is not one of {tasder.OPERANDS}")
-    for b in (config.budget, *config.frontier_budgets):
-        if not 0.0 < b <= 1.0:
-            raise ValueError(f"budget {b} must lie in (0, 1] (a fraction of the model's accuracy)")
+        raise train_experiment.ConfigError(
+            f"{prefix}.operands={config.operands!r} is not one of {tasder.OPERANDS}")
+    rule = "a budget must lie in (0, 1] (the fraction of the model's own accuracy to keep, e.g. 0.99)"
+    if not _is_budget(config.budget):
+        raise train_experiment.ConfigError(f"{prefix}.budget={config.budget!r}: {rule}")
+    frontier = config.get("frontier_budgets", ())
+    for b in frontier:
+        if not _is_budget(b):
+            raise train_experiment.ConfigError(
+                f"{prefix}.frontier_budgets={tuple(frontier)!r} holds {b!r}: {rule}")
+    batch = config.get("batch", 1)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise train_experiment.ConfigError(f"{prefix}.batch={batch!r} must be an integer >= 1")
 
 
-def _layer_rows(problem: tasder.Problem, result: tasder.Evaluated, why_dense: dict) -> list[dict]:
-    """Per GEMM layer (named by its kernel's path in the params tree): series and densities."""
-    density = {p: float(np.count_nonzero(w) / np.size(w))
-               for p, w in tree_paths.flatten(problem.variables["params"]).items()}
+def _is_budget(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0.0 < value <= 1.0
+
+
+def layer_rows(problem: tasder.Problem, result: tasder.Result) -> list[dict]:
+    """Per GEMM layer: its series, densities and what produces its input."""
     rows = []
-    for layer, kernel in problem.kernels.items():
+    for layer, kernel in problem.layers.items():
         w = result.choice.weights.get(layer, "dense")
         a = result.choice.activations.get(layer, "dense")
         stats = problem.activation_stats.get(layer)
+        kernel_values = problem.params[kernel]
+        info = problem.layer_inputs.get(layer)
         rows.append({
             "name": kernel,
             "weight_series": w,
             "activation_series": a,
-            "weight_density": problem.weight_density.get((w, layer), density[kernel]),
+            "weight_density": (problem.weight_series(w)[layer][1] if w != "dense"
+                               else float(np.count_nonzero(kernel_values) / np.size(kernel_values))),
             "activation_density": 1.0 - stats.mean_sparsity if stats else None,
             "activation_p99_sparsity": stats.p99_sparsity if stats else None,
             "activation_pseudo_sparsity": stats.pseudo_sparsity if stats else None,
-            "activation_note": why_dense.get(layer, "TASD-A eligible"),
+            "tasd_a": ("eligible" if layer in problem.activation_layers else "dense"),
+            "input": info.reason if info else "input not captured",
         })
     return rows
 
 
-def _frontier(problem: tasder.Problem, budgets, operand: str) -> list[dict]:
-    rows = []
-    for budget in budgets:
-        network = searches.network(problem, budget, operand)
-        paper = searches.paper(problem, budget, operand)
-        ours = searches.ours(problem, budget, operand, start=paper)
-        for mode, r in (("network", network), ("paper", paper), ("ours", ours)):
-            rows.append({"mode": mode, "budget": budget, "accuracy": r.accuracy,
-                         "relative_edp": r.relative_edp})
-        logging.info("frontier: budget %.3f done", budget)
-    return rows
-
-
-def _plot(rows: list[dict], baseline: float, stc: tasder.Evaluated, title: str, path: str) -> None:
-    fig, ax = outputs.plt.subplots(figsize=(6.5, 4.5))
-    for mode in tasder.MODES:
-        points = sorted((r["accuracy"], r["relative_edp"]) for r in rows if r["mode"] == mode)
-        ax.plot(*zip(*points), marker="o", label=f"TASDER {mode}")
-    ax.scatter([baseline], [1.0], marker="s", color="k", zorder=3, label="dense model on tc")
-    ax.scatter([stc.accuracy], [stc.relative_edp], marker="^", color="r", zorder=3,
-               label="2:4 on every layer, stc")
-    ax.set_xlabel("test accuracy")
-    ax.set_ylabel("EDP relative to the dense model on tc")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    outputs.save_figure(fig, path)
-
-
 def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs the search of `config` (configs/tasder.py) and writes its outputs (module doc)."""
-    _check(config)
+    check(config)
     export = train_experiment.export_or_train(config, workdir)
-    eligible, why_dense = eligible_layers(export)
-    if config.operands == "activations" and not eligible:
-        raise ValueError(
-            f"config.operands='activations' but {export.model} has no layer the paper decomposes "
-            "activations of (after a ReLU inside a residual block or an MLP, or after a "
-            "transformer MLP's GELU)"
-        )
-    problem = make_problem(config, export, config.hardware, eligible)
-    result, seconds = tasder.search(problem, budget=config.budget, mode=config.mode,
-                                    operand=config.operands)
-    logging.info("tasder: %s search in %.1f s, %d evaluations", config.mode, seconds,
-                 problem.evaluations)
-    modes = {config.mode: (result, seconds)}
-    for mode in tasder.MODES:
+    problem = make_problem(export, calibration_examples=config.calibration_examples,
+                           eval_batch_size=config.eval_batch_size, seed=config.seed,
+                           data_dir=config.get("data_dir"))
+    if config.operands == "activations" and not problem.activation_layers:
+        raise train_experiment.ConfigError(
+            f"config.operands='activations' but no GEMM layer of {export.model} takes its input "
+            "from a ReLU, GELU or SiLU (the layers TASD-A decomposes)")
+    problem.prepare(config.hardware)
+    search = functools.partial(tasder.search, problem, hardware=config.hardware,
+                               budget=config.budget, operand=config.operands, batch=config.batch)
+    modes = {config.mode: search(mode=config.mode)}
+    for mode in ("network", "paper", "ours"):
         if mode not in modes:
-            modes[mode] = tasder.search(problem, budget=config.budget, mode=mode,
-                                        operand=config.operands)
+            modes[mode] = search(mode=mode)
+    result = modes[config.mode]
+    logging.info("tasder: %s search in %.1f s, %d evaluations", config.mode, result.seconds,
+                 result.evaluations)
+    tasder.save(os.path.join(workdir, "result"), problem, result,
+                extra={"init_from": export.describe()})
 
-    # The chosen weights, applied, as an export that tasder.load rebuilds.
-    flat = tree_paths.flatten(problem.variables["params"])
-    for layer, spec in result.choice.weights.items():
-        flat[problem.kernels[layer]] = problem.weight_terms[spec, layer]
-    variables = {**problem.variables, "params": tree_paths.unflatten(flat, like=problem.variables["params"])}
-    os.makedirs(workdir, exist_ok=True)
-    tasder.save(workdir, export, variables, result.choice.activations)
-
-    rows = _layer_rows(problem, result, why_dense)
+    rows = layer_rows(problem, result)
     outputs.write_csv(os.path.join(workdir, "layers.csv"), rows)
-    stc = make_problem(config, export, "stc", ()).evaluate(
-        tasder.Choice({layer: "2:4" for layer in problem.kernels}, {}))
+    stc = problem.evaluate(tasder.Choice({layer: "2:4" for layer in problem.layers}, {}),
+                           "stc", config.batch)
     if config.frontier_budgets:  # () skips the frontier (one budget only: a quicker table)
-        frontier = _frontier(problem, config.frontier_budgets, config.operands)
-        outputs.write_csv(os.path.join(workdir, "frontier.csv"), frontier)
-        _plot(frontier, problem.baseline_accuracy, stc,
-              f"{export.model} on {config.hardware}, {config.operands}",
-              os.path.join(workdir, "frontier.png"))
+        frontier = tasder.frontier(problem, config.hardware, config.frontier_budgets,
+                                   operand=config.operands, batch=config.batch)
+        outputs.write_csv(os.path.join(workdir, "frontier.csv"), [
+            {"mode": r.mode, "budget": r.budget, "accuracy": r.metric,
+             "relative_edp": r.relative_edp} for r in frontier])
+        tasder.plot_frontier(
+            frontier, os.path.join(workdir, "frontier.png"),
+            title=f"{export.model} on {config.hardware}, {config.operands}, batch {config.batch}",
+            marks=[("dense model on tc", problem.baseline, 1.0),
+                   ("2:4 on every layer, stc", stc.metric, stc.relative_edp)])
 
-    tc_dense = problem.tc_dense_edp
+    tc_dense = problem.estimate(tasder.Choice({}, {}), "tc", config.batch).total_edp
     out = {
         "model": export.model,
         "hardware": config.hardware,
+        "batch": config.batch,
         "budget": config.budget,
         "mode": config.mode,
         "operands": config.operands,
-        "baseline_accuracy": problem.baseline_accuracy,
-        "accuracy": result.accuracy,
+        "baseline_accuracy": problem.baseline,
+        "accuracy": result.metric,
         "edp": {"tc_dense": tc_dense, "chosen": result.relative_edp * tc_dense,
                 "relative": result.relative_edp},
-        "search_seconds": seconds,
-        "evaluations": problem.evaluations,
+        "search_seconds": result.seconds,
+        "evaluations": result.evaluations,
         "init_from": export.describe(),
-        "modes": {m: {"accuracy": r.accuracy, "relative_edp": r.relative_edp, "search_seconds": t}
-                  for m, (r, t) in modes.items()},
-        "stc_2of4_everywhere": {"accuracy": stc.accuracy, "relative_edp": stc.relative_edp},
+        "modes": {m: {"accuracy": r.metric, "relative_edp": r.relative_edp,
+                      "search_seconds": r.seconds, "evaluations": r.evaluations}
+                  for m, r in modes.items()},
+        "stc_2of4_everywhere": {"accuracy": stc.metric, "relative_edp": stc.relative_edp},
         "layers": rows,
     }
     outputs.write_json(os.path.join(workdir, "tasder.json"), out)
     print(
-        f"{export.model} on {config.hardware} ({config.operands}, budget {config.budget}, dense "
-        f"accuracy {problem.baseline_accuracy:.4f}): "
-        + "; ".join(f"{m} accuracy {r.accuracy:.4f} EDP {r.relative_edp:.3f} ({t:.1f} s)"
-                    for m, (r, t) in modes.items())
-        + f"; 2:4 everywhere on stc: accuracy {stc.accuracy:.4f}, EDP {stc.relative_edp:.3f}"
+        f"{export.model} on {config.hardware} ({config.operands}, budget {config.budget}, batch "
+        f"{config.batch}, dense accuracy {problem.baseline:.4f}): "
+        + "; ".join(f"{m} accuracy {r.metric:.4f} EDP {r.relative_edp:.3f} ({r.seconds:.1f} s, "
+                    f"{r.evaluations} evaluations)" for m, r in modes.items())
+        + f"; 2:4 everywhere on stc: accuracy {stc.metric:.4f}, EDP {stc.relative_edp:.3f}"
     )
     return out
+
+
+def tasder_table(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Every mode on every model of `config.models` and every design of
+    `config.designs` (configs/tasder_table.py); writes table.md, table.csv and
+    table.json into `workdir`."""
+    for design in config.designs:
+        check(ml_collections.ConfigDict({"hardware": design, "mode": "ours",
+                                         "operands": config.operands, "budget": config.budget,
+                                         "batch": config.batch}))
+    rows = []
+    for name, train_config in config.models.items():
+        if config.exports:
+            export = export_lib.load_export(os.path.join(config.exports, name, "export"))
+        else:
+            train_experiment.train_once(train_config, os.path.join(workdir, name, "train"))
+            export = export_lib.load_export(os.path.join(workdir, name, "train", "export"))
+        problem = make_problem(export, calibration_examples=config.calibration_examples,
+                               eval_batch_size=config.eval_batch_size, seed=config.seed,
+                               data_dir=config.get("data_dir"))
+        stc = problem.evaluate(tasder.Choice({layer: "2:4" for layer in problem.layers}, {}),
+                               "stc", config.batch)
+        for design in config.designs:
+            problem.prepare(design)
+            row = {"model": name, "baseline_accuracy": problem.baseline, "design": design,
+                   "stc_2of4_accuracy": stc.metric, "stc_2of4_edp": stc.relative_edp}
+            modes = ["network", "paper", "ours"]
+            if tasder.combinations(problem, design, config.operands) <= tasder.EXHAUSTIVE_LIMIT:
+                modes.append("exhaustive")
+            for mode in modes:
+                problem.forget()  # each mode pays for its own evaluations
+                r = tasder.search(problem, hardware=design, budget=config.budget, mode=mode,
+                                  operand=config.operands, batch=config.batch)
+                row.update({f"{mode}_accuracy": r.metric, f"{mode}_edp": r.relative_edp,
+                            f"{mode}_seconds": r.seconds, f"{mode}_evaluations": r.evaluations})
+            row["ours_at_most_both"] = row["ours_edp"] <= min(row["network_edp"],
+                                                              row["paper_edp"]) + 1e-12
+            rows.append(row)
+            logging.info("tasder_table: %s on %s: %s", name, design,
+                         {m: round(row[f"{m}_edp"], 3) for m in modes})
+            print(f"{name} on {design}: " + ", ".join(
+                f"{m} {row[f'{m}_accuracy']:.4f} / {row[f'{m}_edp']:.3f}" for m in modes),
+                flush=True)
+    outputs.write_csv(os.path.join(workdir, "table.csv"), rows,
+                      fields=sorted({k for r in rows for k in r}))
+    outputs.write_json(os.path.join(workdir, "table.json"), rows)
+    cell = lambda r, m: (f"{100 * r[m + '_accuracy']:.1f}% / {r[m + '_edp']:.3f}"
+                         if m + "_edp" in r else "-")
+    table = outputs.markdown_table(
+        ["model (test accuracy)", "design", "network", "paper", "ours (s, evaluations)",
+         "exhaustive", "2:4 everywhere on stc"],
+        [[f"{r['model']} ({100 * r['baseline_accuracy']:.1f}%)", f"`{r['design']}`",
+          cell(r, "network"), cell(r, "paper"),
+          f"**{cell(r, 'ours')}** ({r['ours_seconds']:.1f} s, {r['ours_evaluations']})",
+          cell(r, "exhaustive"), cell(r, "stc_2of4")] for r in rows])
+    held = sum(r["ours_at_most_both"] for r in rows)
+    text = (f"# TASDER modes on every model and design\n\nBudget {config.budget}, operands "
+            f"{config.operands}, EDP for batch {config.batch} relative to the dense model on "
+            "`tc`; each cell test accuracy / EDP.\n\n" + table +
+            f"\n\n`ours` <= min(`network`, `paper`) on {held} of {len(rows)} rows.\n")
+    outputs.write_text(os.path.join(workdir, "table.md"), text)
+    print(text)
+    return {"rows": rows, "ours_at_most_both": held == len(rows)}
+

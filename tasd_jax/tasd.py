@@ -256,8 +256,10 @@ def decompose_tree(
       require_all: raise ValueError if a rule matches no leaf.
 
     Raises:
-      ValueError: a rule matches no leaf (with `require_all`); a leaf has NaN
-        or +-inf (naming its path and the count); two leaves flatten to one path.
+      ValueError: a rule matches no leaf (with `require_all`); a rule with a
+        sparse series selects a leaf of rank < 2 (a bias: as pruning refuses
+        it); a leaf has NaN or +-inf (naming its path and the count); two
+        leaves flatten to one path.
       TypeError: a leaf does not hold real numbers.
 
     Returns:
@@ -270,6 +272,8 @@ def decompose_tree(
     # Every leaf is reported with metrics, so every leaf is checked, by path.
     for path, leaf in flat.items():
         patterns.base.as_real_array(leaf, f"leaf {path!r}", allow_bool=chosen[path] is None)
+        if chosen[path] is not None and chosen[path].value.compute_cost < 1.0:
+            tree_paths.check_kernel(chosen[path], path, np.shape(leaf), "decomposed")
     axes = {
         path: tree_paths.default_axis(leaf.ndim) if rule.axis is None else rule.axis
         for path, leaf in flat.items()

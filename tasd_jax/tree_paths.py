@@ -108,3 +108,16 @@ def default_axis(ndim: int) -> int:
     K = kh*kw*cin of the GEMM view (docs/conventions.md).
     """
     return -2 if ndim >= 2 else -1
+
+
+def check_kernel(rule: Rule, path: str, shape: tuple, action: str) -> None:
+    """Refuses a rule that selects a leaf of rank < 2 (a bias, a norm's scale: a rule
+    picking one is almost always a loose regex); `action` is "pruned" or "decomposed".
+
+    Raises:
+      ValueError: naming the rule, the leaf and its shape.
+    """
+    if len(shape) < 2:
+        raise ValueError(
+            f"rule {rule.pattern!r} selects {path!r} of shape {tuple(shape)}; only weights of "
+            f"rank >= 2 (kernels) can be {action}: tighten the regex")

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tasd_jax import patterns, tasd
+from tasd_jax import patterns, pruning, tasd
 
 
 @st.composite
@@ -276,3 +276,14 @@ def test_decompose_tree_rule_matching_nothing_raises():
         tasd.decompose_tree(_params(), [("Dense_9/kernel", "2:4")])
     with pytest.raises(ValueError, match="not a valid regex"):
         tasd.decompose_tree(_params(), [("(", "2:4")])
+
+
+def test_decompose_tree_refuses_a_bias_as_pruning_does():
+    params = {"dense": {"kernel": np.ones((8, 4), np.float32), "bias": np.ones(4, np.float32)}}
+    message = r"rule 'dense' selects 'dense/bias' of shape \(4,\); only weights of rank >= 2"
+    with pytest.raises(ValueError, match=message + r".* can be decomposed"):
+        tasd.decompose_tree(params, [("dense", "2:4")])
+    with pytest.raises(ValueError, match=message + r".* can be pruned"):
+        pruning.Pruner(rules=[("dense", "2:4")], schedule=pruning.one_shot(0.5)).targets(params)
+    out = tasd.decompose_tree(params, [("kernel", "2:4"), ("bias", "dense")])
+    assert [r.matched for r in out.report] == [True, True]

@@ -1,6 +1,7 @@
 """The tasder experiment end to end on a small trained model: outputs, export, rebuild."""
 
 import csv
+import functools
 import json
 
 import jax.numpy as jnp
@@ -8,9 +9,10 @@ import numpy as np
 import pytest
 
 from configs import tasder as tasder_config
+from configs import tasder_table as tasder_table_config
 from experiments import tasder as tasder_experiment
-from tasd_jax import data, tasder
-from tasd_jax.tasder import activations
+from experiments import train as train_experiment
+from tasd_jax import data, export as export_lib, models, tasder
 
 
 @pytest.fixture
@@ -33,17 +35,20 @@ def test_tasder_writes_every_output_and_load_rebuilds_the_measured_accuracy(trai
     assert saved["edp"]["relative"] == pytest.approx(saved["edp"]["chosen"] / saved["edp"]["tc_dense"])
     assert saved["edp"]["relative"] < 1.0
     assert [r["name"] for r in saved["layers"]] == ["dense_0/kernel", "dense_1/kernel", "head/kernel"]
-    assert all(r["activation_series"] == "dense" for r in saved["layers"])  # an MLP: no TASD-A layer
+    assert all(r["activation_series"] == "dense" for r in saved["layers"])  # weights only
+    assert [r["tasd_a"] for r in saved["layers"]] == ["dense", "eligible", "eligible"]
 
-    # The export keeps the training export's keys and holds the chosen series' weights.
-    with np.load(tmp_path / "export" / "params.npz") as exported, \
-            np.load(trained / "train" / "export" / "params.npz") as original:
-        assert sorted(exported.files) == sorted(original.files)
-    apply, variables, export = tasder.load(str(tmp_path))
+    # The saved result rebuilds the measured accuracy with the project's model alone.
+    saved = tasder.load(str(tmp_path / "result"))
+    assert saved.result.metric == pytest.approx(out["accuracy"])
+    assert saved.extra["init_from"]
+    export = export_lib.load_export(config.init_from)
+    model, _ = models.init_model(export.model, export.input_shape, seed=None, **export.model_kwargs)
+    apply = tasder.apply_choice(functools.partial(model.apply, train=False), saved.choice)
     batches = data.eval_batches(export.dataset, batch_size=128, data_dir=config.data_dir)
     hits = total = 0
     for batch in batches:
-        logits = apply(variables, jnp.asarray(batch["image"]), train=False)
+        logits = apply(saved.variables, jnp.asarray(batch["image"]))
         hits += int(np.sum((np.argmax(logits, -1) == batch["label"]) & batch["mask"]))
         total += int(np.sum(batch["mask"]))
     assert hits / total == pytest.approx(out["accuracy"])
@@ -60,15 +65,32 @@ def test_tasder_writes_every_output_and_load_rebuilds_the_measured_accuracy(trai
         assert image.format == "PNG" and len(set(image.convert("L").getdata())) > 2
 
 
-def test_activations_on_a_model_without_eligible_layers_is_an_error(trained, tmp_path, monkeypatch):
-    # The trained model is the digits MLP; without its rule it has no TASD-A layer.
-    monkeypatch.delitem(activations.ELIGIBLE_LAYERS, r"^mlp$")
+def test_bad_search_fields_fail_before_any_work(trained, tmp_path):
     config = tasder_config.get_config("lenet5")
     config.init_from = str(trained / "train" / "export")
     config.data_dir = str(trained / "tfds")
-    config.operands = "activations"
-    with pytest.raises(ValueError, match="no layer the paper decomposes"):
-        tasder_experiment.tasder_experiment(config, str(tmp_path))
     config.operands, config.hardware = "weights", "tpu"
-    with pytest.raises(ValueError, match="tpu"):
+    with pytest.raises(train_experiment.ConfigError, match="config.hardware='tpu'"):
         tasder_experiment.tasder_experiment(config, str(tmp_path))
+    config.hardware, config.budget = "ttc_vegeta_m8", 99
+    with pytest.raises(train_experiment.ConfigError, match=r"config.budget=99.0: a budget must lie in \(0, 1\]"):
+        tasder_experiment.tasder_experiment(config, str(tmp_path))
+
+
+def test_the_table_runs_every_mode_on_every_design_from_one_problem(trained, tmp_path):
+    config = tasder_table_config.get_config()
+    config.exports = str(trained)  # the digits MLP's export is EXPORTS/train/export
+    config.models = {"train": config.models.lenet5}
+    config.designs = ("ttc_stc_m4", "ttc_vegeta_m8")
+    config.data_dir = str(trained / "tfds")
+    out = tasder_experiment.tasder_table(config, str(tmp_path))
+    rows = out["rows"]
+    assert [r["design"] for r in rows] == ["ttc_stc_m4", "ttc_vegeta_m8"]
+    for r in rows:
+        assert r["ours_edp"] <= min(r["network_edp"], r["paper_edp"]) + 1e-12
+        for mode in ("network", "paper", "ours"):
+            assert r[f"{mode}_accuracy"] >= 0.99 * r["baseline_accuracy"]
+    assert "exhaustive_edp" in rows[0]  # 2 x 3 x 3 choices on the STC design
+    assert rows[0]["exhaustive_edp"] <= rows[0]["ours_edp"] + 1e-12
+    table = (tmp_path / "table.md").read_text()
+    assert "`ours` <= min(`network`, `paper`) on 2 of 2 rows" in table

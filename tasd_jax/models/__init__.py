@@ -11,7 +11,8 @@ images.
 
 from tasd_jax.models.bert import BertEncoder, EncoderLayer, SelfAttention
 from tasd_jax.models.mlp import LeNet5, MLP
-from tasd_jax.models.registry import MODELS, TOKEN_MODELS, get_model, init_model, input_spec
+from tasd_jax.models.registry import (MODELS, TOKEN_MODELS, get_model, init_model, input_spec,
+                                      register)
 from tasd_jax.models.resnet import BasicBlock, BottleneckBlock, CifarResNet, ResNet
 from tasd_jax.models.vgg import VGG16
 from tasd_jax.models.vit import ViT, ViTBlock
@@ -34,4 +35,5 @@ __all__ = [
     "get_model",
     "init_model",
     "input_spec",
+    "register",
 ]

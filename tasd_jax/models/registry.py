@@ -1,12 +1,13 @@
 """Models by name: `get_model("resnet50", num_classes=10)`, and their build-and-init.
 
-Adding a model is one line in `MODELS`: a name and a constructor whose keyword
-arguments are the module's fields. `init_model` builds one and initialises it
+Adding a model is one line in `MODELS` (or `register(name, constructor)` from
+the user's own module, e.g. one `python -m experiments.run --imports=` loads):
+a name and a constructor whose keyword arguments are the module's fields. `init_model` builds one and initialises it
 on an input shape (abstractly when no seed is given: shapes only, no memory).
 """
 
 import functools
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 
 from tasd_jax.models import bert, mlp, resnet, vgg, vit
 
-MODELS: Mapping[str, Callable[..., nn.Module]] = {
+MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp.MLP,
     "lenet5": mlp.LeNet5,
     "resnet20": functools.partial(resnet.CifarResNet, depth=20),
@@ -32,6 +33,32 @@ MODELS: Mapping[str, Callable[..., nn.Module]] = {
     "bert": bert.BertEncoder,
     "vit": vit.ViT,
 }
+
+
+def register(name: str, constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Makes `constructor` (a flax module class, or a function returning one) known
+    by `name` to `get_model`, `init_model` and the configs; returns it.
+
+    Example:
+      >>> class Tiny(nn.Module):
+      ...     num_classes: int = 10
+      ...     @nn.compact
+      ...     def __call__(self, x, train=False):
+      ...         return nn.Dense(self.num_classes, name="head")(x.reshape(len(x), -1))
+      >>> register("tiny", Tiny)
+
+    Raises:
+      ValueError: `name` is not a non-empty string, is registered to another
+        constructor, or `constructor` is not callable.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a model name must be a non-empty string, got {name!r}")
+    if not callable(constructor):
+        raise ValueError(f"the constructor of model {name!r} is not callable: {constructor!r}")
+    if name in MODELS and MODELS[name] is not constructor:
+        raise ValueError(f"model name {name!r} is already registered to {MODELS[name]}")
+    MODELS[name] = constructor
+    return constructor
 
 
 def get_model(name: str, **kwargs) -> nn.Module:

@@ -359,6 +359,28 @@ def series_sum(x: jax.Array, terms: "tuple[NM, ...]", axis: int) -> jax.Array:
     return _join_positions(kept, view_axis, view.shape[view_axis]).reshape(x.shape)
 
 
+def top_per_group(x: jax.Array, m: int, keep: Any, axis: int) -> jax.Array:
+    """`x` with only the `keep` largest magnitudes of every `m` consecutive elements
+    along `axis` (taken literally), 0 elsewhere; ties keep the lower index. `keep`
+    may be traced (0..m): one compiled function serves every same-M series,
+    bit-exact to `series_sum` of any series of that M whose Ns add up to `keep`
+    (1:8 + 1:8 keeps what 2:8 keeps). `keep >= m` returns `x` as it is (NaN
+    included); below that a NaN is never kept, as in `series_sum`.
+
+    Ranked per position, as `series_sum` (the M x M compares inside whatever XLA
+    fuses around them): as fast as a fixed series, where ranking the grouped
+    array as a whole (`group_ranks`) made the ResNet-20 forward 2.5x of dense.
+    """
+    axis = base.normalize_axis(axis, jnp.ndim(x))
+    values = _split_positions(x, m, axis, 0)
+    keys = [_compare_keys(v) for v in values]
+    lowest = _lowest(keys[0].dtype)
+    every = jnp.asarray(keep) >= m
+    kept = [jnp.where(((r < keep) & (k > lowest)) | every, v, jnp.zeros_like(v))
+            for v, k, r in zip(values, keys, _ranks(keys))]
+    return _join_positions(kept, axis, x.shape[axis])
+
+
 def packs_owners(terms: "tuple[NM, ...]") -> bool:
     """Whether `series_owners` applies: the series is ranked in one layout of
     lcm(M) positions (`_shares_positions`)."""

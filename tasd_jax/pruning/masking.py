@@ -122,11 +122,7 @@ class Pruner:
                 continue
             ndim = jnp.ndim(flat[path])
             axis = tree_paths.default_axis(ndim) if rule.axis is None else rule.axis
-            if ndim < 2:
-                raise ValueError(
-                    f"rule {rule.pattern!r} selects {path!r} of shape {jnp.shape(flat[path])}; "
-                    "only weights of rank >= 2 (kernels) can be pruned: tighten the regex"
-                )
+            tree_paths.check_kernel(rule, path, jnp.shape(flat[path]), "pruned")
             out.append(Target(path, rule.value, axis))
         return tuple(out)
 

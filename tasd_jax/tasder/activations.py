@@ -13,7 +13,6 @@ around the `__call__` of every `nn.Dense` and `nn.Conv` (and subclasses, e.g.
 the tile-wise `TWDense`), so no model needs a hook of its own.
 """
 
-import re
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -23,7 +22,7 @@ import numpy as np
 
 from tasd_jax import patterns
 
-GEMM_LAYERS = (nn.Dense, nn.Conv)
+GEMM_LAYERS = (nn.Dense, nn.DenseGeneral, nn.Conv)
 
 
 def _gemm_path(context: Any) -> str | None:
@@ -40,8 +39,19 @@ def capture_inputs(
 
     Jit-able (wrap the call in `jax.jit`); a layer called twice keeps its last input.
 
+    Args:
+      apply_fn: a flax `model.apply` or a function of that shape.
+      variables: the model's variables, passed to `apply_fn` first.
+      *args, **kwargs: the rest of `apply_fn`'s arguments (e.g. images [B, H, W, C]).
+
     Returns:
-      (the output, {module path: input activation [..., K]}).
+      (the output, {module path: input activation [..., K]}): K is the layer's
+      contraction axis (a convolution's NHWC input [B, H, W, C_in], a Dense
+      input [B, ..., features]).
+
+    Example:
+      >>> logits, inputs = capture_inputs(model.apply, variables, images)
+      >>> inputs["stage1_block0/conv_1"].shape       # (B, H, W, C_in)
     """
     inputs: dict[str, jax.Array] = {}
 
@@ -67,6 +77,10 @@ class ActivationStats(NamedTuple):
         magnitudes (the paper's measure for GELU/Swish inputs, which are rarely
         exactly zero).
       examples: number of examples measured.
+
+    Example:
+      >>> stats = activation_stats(inputs["stage1_block0/conv_1"])
+      >>> stats.mean_sparsity, stats.p99_sparsity, stats.pseudo_sparsity, stats.examples
     """
 
     mean_sparsity: float
@@ -78,8 +92,21 @@ class ActivationStats(NamedTuple):
 def activation_stats(x: Any, keep_fraction: float = 0.99) -> ActivationStats:
     """Statistics of one layer's inputs x [B, ...] (B examples), computed in numpy.
 
+    Args:
+      x: one layer's inputs [B, ...] (array-like), e.g. [B, H, W, C_in] or
+        [B, tokens, features]; each example's elements are measured together.
+      keep_fraction: the share of an example's magnitude sum that defines its
+        pseudo-density.
+
+    Returns:
+      The `ActivationStats` over the B examples.
+
     Raises:
       ValueError: x has no example, or keep_fraction is not in (0, 1].
+
+    Example:
+      >>> _, inputs = capture_inputs(model.apply, variables, images)
+      >>> activation_stats(inputs["stage1_block0/conv_1"]).mean_sparsity   # e.g. 0.52
     """
     if not 0.0 < keep_fraction <= 1.0:
         raise ValueError(f"keep_fraction={keep_fraction} must lie in (0, 1]")
@@ -105,7 +132,12 @@ def activation_stats(x: Any, keep_fraction: float = 0.99) -> ActivationStats:
 def same_m_keep_count(series: "str | patterns.Pattern") -> tuple[int, int] | None:
     """(M, K) when every term of `series` has the same M: then the series keeps
     exactly the K = N1 + N2 + ... largest of every group of M (1:M + 1:M = 2:M);
-    None for mixed M. "dense" is one 1:1 term: (1, 1), keep everything."""
+    None for mixed M. "dense" is one 1:1 term: (1, 1), keep everything.
+
+    Example:
+      >>> same_m_keep_count("2:8+1:8")     # (8, 3)
+      >>> same_m_keep_count("2:4+1:8")     # None
+    """
     terms = patterns.as_series(series).terms
     ms = {t.m for t in terms}
     if len(ms) != 1:
@@ -116,10 +148,23 @@ def same_m_keep_count(series: "str | patterns.Pattern") -> tuple[int, int] | Non
 
 def keep_top_per_group(x: jax.Array, m: int, keep: jax.Array) -> jax.Array:
     """x with only the `keep` largest magnitudes of every M consecutive elements along
-    the last axis (ties to the lower index). `keep` may be traced (0..m), so one
-    compiled function serves every same-M series: `keep = m` is dense."""
-    ranks = patterns.nm.group_ranks(jnp.abs(x), m, x.ndim - 1)
-    return jnp.where(ranks < keep, x, jnp.zeros_like(x))
+    the last axis (ties to the lower index; `patterns.nm.top_per_group`). `keep` may
+    be traced (0..m), so one compiled function serves every same-M series:
+    `keep = m` is dense.
+
+    Args:
+      x: array [..., K]; groups of `m` run along the last axis K.
+      m: the group size M (static).
+      keep: how many to keep per group, an int or a traced int scalar in 0..m.
+
+    Returns:
+      An array of x's shape [..., K] and dtype, 0 where an element is not kept.
+
+    Example:
+      >>> m, k = same_m_keep_count("2:8+1:8")                  # (8, 3)
+      >>> keep_top_per_group(x, m, jnp.asarray(k))             # x [B, ..., K]
+    """
+    return patterns.nm.top_per_group(x, m, keep, x.ndim - 1)
 
 
 def with_activation_series(
@@ -141,7 +186,16 @@ def with_activation_series(
         of one design shares one compilation.
 
     Returns:
-      A function with `apply_fn`'s signature; jit-able.
+      A function with `apply_fn`'s signature; jit-able. A decomposed input keeps
+      its shape ([..., contraction axis], as `capture_inputs` records it), and the
+      outputs are `apply_fn`'s.
+
+    Raises:
+      ValueError: a layer is given both a series and a keep count.
+
+    Example:
+      >>> apply = jax.jit(with_activation_series(model.apply, {"stage1_block0/conv_1": "2:8"}))
+      >>> logits = apply(variables, images)                     # [B, classes]
     """
     series = {p: patterns.as_series(s) for p, s in (series or {}).items()}
     keep = dict(keep or {})
@@ -164,33 +218,3 @@ def with_activation_series(
             return apply_fn(*args, **kwargs)
 
     return apply
-
-
-# Where the TASD paper decomposes activations (docs/tasd.md, TASD-A): the inputs of
-# the convolutions that follow a ReLU inside a residual block, and in transformers
-# the input of the second MLP layer (after GELU). Model name regex -> layer path regex.
-ELIGIBLE_LAYERS = {
-    r"^resnet": r"block[0-9]+/conv_[12]$",
-    r"^(vit|bert)$": r"layer_[0-9]+/output$",
-    # Not in the paper (it has no MLP): the hidden layers take a ReLU output directly,
-    # as the convolutions inside a residual block do. The input layer reads pixels.
-    r"^mlp$": r"^dense_[1-9][0-9]*$",
-}
-NOT_ELIGIBLE = (
-    "not after a ReLU inside a residual block or an MLP, nor after a transformer MLP's GELU: "
-    "the paper keeps such layers dense (their inputs are hard to decompose without losing "
-    "quality)"
-)
-
-
-def eligible_layers(model_name: str, layers: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    """(TASD-A eligible layers, {other layer: why it stays dense}) of a model.
-
-    Args:
-      model_name: a `tasd_jax.models` name.
-      layers: the model's GEMM layer paths (module paths).
-    """
-    rules = [layer_rx for model_rx, layer_rx in ELIGIBLE_LAYERS.items()
-             if re.search(model_rx, model_name)]
-    eligible = [p for p in layers if any(re.search(rx, p) for rx in rules)]
-    return eligible, {p: NOT_ELIGIBLE for p in layers if p not in eligible}

@@ -1,366 +1,476 @@
-"""TASDER: layer-wise TASD series for a trained model under an accuracy budget.
+"""TASDER's searches: series per layer under a quality budget, lowest EDP first.
 
 The TASD paper (docs/tasd.md) picks, per GEMM layer, a series for the weights
-(TASD-W: the weights replaced offline by the sum of their series' terms) or for
-the input activations (TASD-A: decomposed at run time), among the series the
-target accelerator runs, so that the model keeps a fraction `budget` of its own
-test accuracy (0.99: MLPerf-style) and the energy-delay product is lowest.
+(TASD-W: the weights replaced offline by the sum of their series' terms) or
+for the input activations (TASD-A: decomposed at run time), among the series
+the target accelerator runs, so that the model keeps a fraction `budget` of
+its own metric (0.99: MLPerf-style) and the energy-delay product is lowest.
+Every search runs on a prepared `Problem` (one per model: the hardware and
+the batch are arguments here) and returns a `Result`:
 
-`Problem` prepares everything once (decomposed weights for every candidate,
-activation statistics on a calibration set, the GEMMs, one compiled
-evaluation); the searches then only evaluate choices:
+* `network`: one series for every layer. The candidates are sorted by EDP
+  and the first that keeps the budget is the answer (the lowest-EDP one).
+* `paper`: the paper's greedy. Every (candidate, layer) weight pair is ranked
+  by the share of the layer's non-zeros it drops (fewest first) and applied
+  in that order, a pair replacing a layer's earlier series only when it runs
+  less compute, until the metric falls below the budget; the crossing is
+  found by bisection on the prefix of applied pairs (about log2(pairs)
+  evaluations; where the metric does not fall monotonically along the list,
+  bisection finds a crossing, not necessarily the first). Activations follow
+  the paper's rule: layer i takes the most aggressive candidate j with
+  S_i + alpha > H_j (S_i its measured input sparsity, H_j = 1 - compute of
+  j), alpha the largest on a grid that keeps the budget (bisection again).
+* `ours`: starts from the better of `network` and `paper` and steps down
+  every layer operand's ladder of candidates (its least aggressive one below
+  what it runs now), steps ranked by EDP saved per share of non-zeros
+  dropped and applied one after another; the longest run of steps that keeps
+  the budget is taken (the first step is tested first: next to the budget's
+  edge it usually breaks it, else bisection), and the step that broke it
+  blocks its layer operand. Blocked layer operands are retried once later
+  steps have been taken, until nothing changes or `refine_evaluations`
+  metric evaluations are spent (default `REFINE_EVALUATIONS`: on the MNIST
+  ResNet-20 with both operands this keeps the search under 15 s; `None`
+  searches until nothing changes, about 10x longer there). Its EDP is never
+  above either starting point's.
+* `exhaustive`: every combination of per-layer series, sorted by EDP; the
+  first that keeps the budget is the optimum. Refused above
+  `EXHAUSTIVE_LIMIT` combinations (the message gives the count).
 
-* `network`: one series for every layer, exhaustive over the candidates.
-* `paper`: the paper's greedy. Every (candidate, layer) pair is ranked by the
-  fraction of the layer's non-zeros it drops (fewest first) and applied in
-  that order, a pair replacing a layer's earlier choice only when it runs less
-  compute; the first pair that takes the accuracy below the budget is undone
-  and the search stops there (the paper leaves that pair's fate open).
-  Activations follow the paper's rule instead: layer i gets the most
-  aggressive candidate j with S_i + alpha > H_j (S_i the layer's measured
-  input sparsity, H_j the sparsity candidate j imposes), with the largest
-  alpha on a grid that keeps the budget.
-* `ours`: starts from `paper`'s choice and keeps going: every remaining
-  (candidate, layer) pair that lowers the EDP is tried, most EDP saved first,
-  and kept unless it breaks the budget (a pair that breaks it is skipped, not
-  the end). Its EDP is therefore never above `paper`'s.
-
-Evaluation compiles once per problem: weights are arguments (a new series
-changes values, not shapes) and activation decomposition keeps a traced count
-per layer (`activations.keep_top_per_group`), so no candidate recompiles.
+On a single-sparse-operand design a layer carries a series on one operand:
+a move on one operand clears the other's.
 """
 
-import dataclasses
+import itertools
+import math
 import time
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from tasd_jax import cost, patterns, tasd, tree_paths
-from tasd_jax.tasder import activations
+from tasd_jax import cost
+from tasd_jax.tasder import metrics
+from tasd_jax.tasder.problem import DENSE, Choice, Problem, _hardware, compute_cost
 
-MODES = ("network", "paper", "ours")
+MODES = ("network", "paper", "ours", "exhaustive")
 OPERANDS = ("weights", "activations", "both")
-ALPHAS = tuple(np.round(np.arange(-0.5, 0.51, 0.05), 2))
+ALPHAS = tuple(float(a) for a in np.round(np.arange(-0.5, 0.51, 0.05), 2))
+EXHAUSTIVE_LIMIT = 20_000
+REFINE_EVALUATIONS = 10
+SWAP_PARTNERS = 4
 
 
-class Choice(NamedTuple):
-    """Series per layer (module path -> canonical spec); absent layers stay dense."""
-
-    weights: dict[str, str]
-    activations: dict[str, str]
-
-
-class Evaluated(NamedTuple):
-    """A choice with its measured accuracy and modelled EDP (relative to tc, dense)."""
-
-    choice: Choice
-    accuracy: float
-    relative_edp: float
-
-
-@dataclasses.dataclass
-class Problem:
-    """A trained model, its data and an accelerator, prepared for the searches.
+class Result(NamedTuple):
+    """A search's answer.
 
     Attributes:
-      apply_fn: the model's `apply` (called as apply_fn(variables, images, train=False)).
-      variables: trained variables {"params": ..., "batch_stats": ...}.
-      eval_batches: evaluation batches {"image", "label", "mask"} (test split).
-      calibration: calibration images [B, ...] for activation statistics.
-      hardware: accelerator name (`cost.hardware`).
-      activation_layers: module paths whose input activations may be decomposed.
+      choice: the chosen series ({layer: spec} for weights and activations).
+      metric: the user's metric with every chosen series applied (measured).
+      relative_edp: the modelled EDP of the choice on `hardware` over the dense
+        model's on `tc`, both for `batch` examples (EDP = total cycles x total
+        energy of the model's GEMMs).
+      baseline: the metric of the unmodified model; budget: the fraction kept.
+      hardware, batch, mode, operand: what was searched.
+      seconds: the search's wall time; evaluations: metric evaluations it made
+        (an early-stopped one counts once; choices measured before are free).
+
+    Example:
+      >>> result = search(problem, hardware="ttc_vegeta_m8", budget=0.99)
+      >>> result.choice.weights       # {"fc2": "4:8", "head": "4:8+1:8"}
+      >>> result.metric, result.relative_edp, result.evaluations
     """
 
-    apply_fn: Callable[..., Any]
-    variables: Any
-    eval_batches: Sequence[Mapping[str, np.ndarray]]
-    calibration: np.ndarray
+    choice: Choice
+    metric: float
+    relative_edp: float
+    baseline: float
+    budget: float
     hardware: str
-    activation_layers: Sequence[str] = ()
-
-    def __post_init__(self):
-        self.hw = cost.hardware(self.hardware)
-        if not self.eval_batches or sum(float(np.sum(b["mask"])) for b in self.eval_batches) == 0:
-            raise ValueError("the evaluation data is empty: no example to measure accuracy on")
-        flat = tree_paths.flatten(self.variables["params"])
-        self.kernels = {p.removesuffix("/kernel"): p for p, w in flat.items()
-                        if p.endswith("kernel") and np.ndim(w) >= 2}
-        if not self.kernels:
-            raise ValueError("the model has no GEMM layer (no 'kernel' of rank >= 2) to decompose")
-        unknown = sorted(set(self.activation_layers) - set(self.kernels))
-        if unknown:
-            raise ValueError(f"activation layers {unknown} are not GEMM layers of the model "
-                             f"(layers: {sorted(self.kernels)[:8]}...)")
-        shape = tuple(self.calibration.shape[1:])
-        self.gemms = cost.gemms_of(
-            lambda v, x: self.apply_fn(v, x, train=False), self.variables,
-            jax.ShapeDtypeStruct((1, *shape), jnp.float32))
-        self.layer_of_gemm = [
-            g.weight_path.removeprefix("params/").removesuffix("/kernel") if g.weight_path else None
-            for g in self.gemms
-        ]
-        self.weight_candidates = self.hw.candidate_series("weight")
-        self.activation_candidates = _same_m(self.hw.candidate_series("activation"))
-        self._decompose_weights(flat)
-        self._measure_activations()
-        self._compile()
-        self.baseline_accuracy = self.accuracy(Choice({}, {}))
-        # The reference every relative figure is divided by: the dense model on `tc`.
-        self.tc_dense = cost.estimate(self.gemms, "tc")
-        self.tc_dense_edp = self.tc_dense.total_edp
-
-    # ------------------------------------------------------------ preparing
-
-    def _decompose_weights(self, flat: dict) -> None:
-        """Every layer's kernel under every weight candidate: values, density, dropped share."""
-        self.weight_terms: dict[tuple[str, str], np.ndarray] = {}
-        self.weight_density: dict[tuple[str, str], float] = {}
-        self.weight_dropped: dict[tuple[str, str], float] = {}
-        for spec in self.weight_candidates:
-            leaves = {layer: flat[path] for layer, path in self.kernels.items()}
-            result = tasd.decompose_tree(leaves, [(".", spec)])
-            for leaf in result.report:
-                approx = np.asarray(tasd.reconstruct(result.terms[leaf.path]))
-                self.weight_terms[spec, leaf.path] = approx
-                self.weight_density[spec, leaf.path] = leaf.metrics.density
-                self.weight_dropped[spec, leaf.path] = 1.0 - leaf.metrics.kept_nonzero
-
-    def _measure_activations(self) -> None:
-        """Input sparsity of every activation layer on the calibration set, and the
-        share of its non-zeros each candidate drops."""
-        _, inputs = jax.jit(lambda v, x: activations.capture_inputs(
-            self.apply_fn, v, x, train=False))(self.variables, jnp.asarray(self.calibration))
-        self.activation_stats = {p: activations.activation_stats(inputs[p])
-                                 for p in self.activation_layers}
-        self.activation_dropped: dict[tuple[str, str], float] = {}
-        for layer in self.activation_layers:
-            x = jnp.asarray(inputs[layer])
-            nonzero = max(float(jnp.count_nonzero(x)), 1.0)
-            for spec in self.activation_candidates:
-                m, k = activations.same_m_keep_count(spec)
-                kept = activations.keep_top_per_group(x, m, jnp.asarray(k))
-                self.activation_dropped[spec, layer] = 1.0 - float(jnp.count_nonzero(kept)) / nonzero
-
-    def _compile(self) -> None:
-        layers = list(self.activation_layers)
-        # A design with no activation series (DSTC) still measures its layers' inputs.
-        m = (activations.same_m_keep_count(self.activation_candidates[0])[0]
-             if layers and self.activation_candidates else 1)
-
-        def correct(params, keep, batch):
-            apply = activations.with_activation_series(
-                self.apply_fn, keep={p: (m, keep[i]) for i, p in enumerate(layers)})
-            logits = apply({**self.variables, "params": params}, batch["image"], train=False)
-            hits = (jnp.argmax(logits, -1) == batch["label"]) & batch["mask"]
-            return jnp.sum(hits), jnp.sum(batch["mask"])
-
-        self._m = m
-        self._correct = jax.jit(correct)
-        self._batches = [jax.device_put(b) for b in self.eval_batches]
-        self.evaluations = 0
-
-    # ------------------------------------------------------------- measuring
-
-    def accuracy(self, choice: Choice) -> float:
-        """Test accuracy with every chosen series applied (weights and activations)."""
-        flat = tree_paths.flatten(self.variables["params"])
-        for layer, spec in choice.weights.items():
-            flat[self.kernels[layer]] = self.weight_terms[spec, layer]
-        params = tree_paths.unflatten(flat, like=self.variables["params"])
-        keep = jnp.asarray([
-            activations.same_m_keep_count(choice.activations[p])[1]
-            if p in choice.activations else self._m
-            for p in self.activation_layers
-        ], jnp.int32)
-        hits = total = 0.0
-        for batch in self._batches:
-            c, n = self._correct(params, keep, batch)
-            hits, total = hits + float(c), total + float(n)
-        self.evaluations += 1
-        return hits / total
-
-    def relative_edp(self, choice: Choice) -> float:
-        """Modelled EDP of the choice on the accelerator over the dense model on `tc`."""
-        return self.estimate(choice).total_edp / self.tc_dense_edp
-
-    def estimate(self, choice: Choice) -> cost.Estimate:
-        """The cost model's estimate of the choice on the accelerator (cycles, energy, EDP).
-
-        Densities are measured: each weight series' share of non-zeros; an activation
-        series' input density, and on an unstructured design (DSTC), which skips the
-        zeros of the operand as it is, every measured layer's input density."""
-        w_specs, a_specs, w_density, a_density = [], [], [], []
-        for g, layer in zip(self.gemms, self.layer_of_gemm):
-            w = choice.weights.get(layer, "dense")
-            a = choice.activations.get(layer, "dense")
-            w_specs.append(w if g.weight else "dense")
-            a_specs.append(a)
-            w_density.append(self.weight_density[w, layer] if (w, layer) in self.weight_density
-                             else 1.0)
-            stats = self.activation_stats.get(layer)
-            exploited = a != "dense" or self.hw.unstructured
-            a_density.append(1.0 - stats.mean_sparsity if stats and exploited else 1.0)
-        return cost.estimate(self.gemms, self.hw, weight_series=w_specs, activation_series=a_specs,
-                             density=w_density, activation_density=a_density)
-
-    def evaluate(self, choice: Choice) -> Evaluated:
-        return Evaluated(choice, self.accuracy(choice), self.relative_edp(choice))
+    batch: int
+    mode: str
+    operand: str
+    seconds: float = 0.0
+    evaluations: int = 0
 
 
-def _same_m(candidates: Sequence[str]) -> tuple[str, ...]:
-    """The activation candidates that share the most common M (one compiled keep count
-    serves them all); "dense" is left out (it is the default)."""
-    sized = [(s, activations.same_m_keep_count(s)) for s in candidates if s != "dense"]
-    sized = [(s, mk) for s, mk in sized if mk is not None]
-    if not sized:
-        return ()
-    ms = [mk[0] for _, mk in sized]
-    common = max(set(ms), key=ms.count)
-    return tuple(s for s, mk in sized if mk[0] == common)
+class _Search(NamedTuple):
+    problem: Problem
+    hw: cost.Hardware
+    floor: float
+    operand: str
+    batch: int
+    weight_specs: tuple[str, ...]
+    activation_specs: tuple[str, ...]
+    refine_evaluations: int | None = None
+    stop_at: int | None = None  # problem.evaluations past which unmeasured choices fail
+
+    def edp(self, choice: Choice) -> float:
+        return self.problem.relative_edp(choice, self.hw, self.batch)
+
+    def passes(self, choice: Choice) -> bool:
+        if (self.stop_at is not None and self.problem.evaluations >= self.stop_at
+                and not self.problem.known(choice, self.floor)):
+            return False
+        return self.problem.passes(choice, self.floor)
+
+    @property
+    def spent(self) -> bool:
+        return self.stop_at is not None and self.problem.evaluations >= self.stop_at
+
+    @property
+    def uses_weights(self) -> bool:
+        return self.operand in ("weights", "both") and bool(self.weight_specs)
+
+    @property
+    def uses_activations(self) -> bool:
+        return (self.operand in ("activations", "both") and bool(self.activation_specs)
+                and bool(self.problem.activation_layers))
+
+    def moves(self) -> list[tuple[str, str, str]]:
+        """(operand, layer, spec) for every candidate of every layer."""
+        out = []
+        if self.uses_weights:
+            out += [("weights", layer, s) for layer in self.problem.layers for s in self.weight_specs]
+        if self.uses_activations:
+            out += [("activations", layer, s) for layer in self.problem.activation_layers
+                    for s in self.activation_specs]
+        return out
+
+    def with_move(self, choice: Choice, operand: str, layer: str, spec: str) -> Choice:
+        weights, acts = dict(choice.weights), dict(choice.activations)
+        (weights if operand == "weights" else acts)[layer] = spec
+        if self.hw.sparse_operands < 2:
+            (acts if operand == "weights" else weights).pop(layer, None)
+        return Choice(weights, acts)
 
 
-def _compute(spec: str) -> float:
-    return patterns.as_series(spec).compute_cost
+def _first_passing(search: _Search, choices: Sequence[Choice]) -> Choice:
+    """The lowest-EDP choice that keeps the budget (dense if none does, or if none is
+    below the dense EDP)."""
+    dense_edp = search.edp(DENSE)
+    scored = sorted(((search.edp(c), i) for i, c in enumerate(choices)), key=lambda t: t)
+    for edp, i in scored:
+        if edp >= dense_edp:
+            break
+        if search.passes(choices[i]):
+            return choices[i]
+    return DENSE
 
 
-# ----------------------------------------------------------------- searches
+def _network(search: _Search) -> Choice:
+    choices = []
+    if search.uses_weights:
+        choices += [Choice({layer: s for layer in search.problem.layers}, {})
+                    for s in search.weight_specs]
+    if search.uses_activations:
+        choices += [Choice({}, {layer: s for layer in search.problem.activation_layers})
+                    for s in search.activation_specs]
+    return _first_passing(search, choices)
 
 
-def _pairs(problem: Problem, operand: str) -> list[tuple[str, str, str, float]]:
-    """(operand, layer, spec, dropped share) for every candidate of every layer."""
+def _last_passing(search: _Search, prefix: list[Choice]) -> Choice:
+    """prefix[0] keeps the budget; the last prefix[i] that does, by bisection on i
+    (assuming the metric falls along the list)."""
+    return prefix[_crossing(search, prefix, near_edge=False)]
+
+
+def _dedupe(choices: list[Choice]) -> list[Choice]:
     out = []
-    if operand in ("weights", "both"):
-        out += [("weights", layer, spec, problem.weight_dropped[spec, layer])
-                for layer in problem.kernels for spec in problem.weight_candidates if spec != "dense"]
-    if operand in ("activations", "both"):
-        out += [("activations", layer, spec, problem.activation_dropped[spec, layer])
-                for layer in problem.activation_layers for spec in problem.activation_candidates]
+    for c in choices:
+        if not out or c.key() != out[-1].key():
+            out.append(c)
     return out
 
 
-def _with(choice: Choice, operand: str, layer: str, spec: str) -> Choice:
-    """`choice` with one more pair; on single-sparse designs a layer holds one operand's series."""
-    weights, acts = dict(choice.weights), dict(choice.activations)
-    (weights if operand == "weights" else acts)[layer] = spec
-    other = acts if operand == "weights" else weights
-    other.pop(layer, None)
-    return Choice(weights, acts)
+def alpha_rule(problem: Problem, specs: Sequence[str], alpha: float, start: Choice,
+               sparse_operands: int = 1) -> Choice:
+    """The paper's TASD-A rule: each activation layer (without a weight series on a
+    single-sparse design) takes the most aggressive candidate j with
+    S_i + alpha > H_j (S_i: `problem.input_sparsity`, H_j = 1 - compute of j).
 
+    Returns:
+      `start` with the activation series the rule gives (its weights unchanged).
 
-def network(problem: Problem, budget: float, operand: str) -> Evaluated:
-    """One series for every layer: the lowest EDP among candidates that keep the budget."""
-    floor = budget * problem.baseline_accuracy
-    best = problem.evaluate(Choice({}, {}))
-    specs = sorted(set(problem.weight_candidates) | set(problem.activation_candidates), key=_compute)
-    for spec in specs:
-        if spec == "dense":
-            continue
-        weights = ({layer: spec for layer in problem.kernels}
-                   if operand in ("weights", "both") and spec in problem.weight_candidates else {})
-        acts = ({layer: spec for layer in problem.activation_layers}
-                if operand == "activations" and spec in problem.activation_candidates else {})
-        if operand == "both" and spec in problem.activation_candidates:
-            acts = {layer: spec for layer in problem.activation_layers if layer not in weights}
-        if not weights and not acts:
-            continue
-        result = problem.evaluate(Choice(weights, acts))
-        if result.accuracy >= floor and result.relative_edp < best.relative_edp:
-            best = result
-    return best
-
-
-def _paper_weights(problem: Problem, floor: float, start: Choice) -> Choice:
-    choice = start
-    for _, layer, spec, _ in sorted(_pairs(problem, "weights"), key=lambda p: p[3]):
-        current = choice.weights.get(layer)
-        if current is not None and _compute(spec) >= _compute(current):
-            continue  # a pair never makes a layer run more compute
-        trial = _with(choice, "weights", layer, spec)
-        if problem.accuracy(trial) < floor:
-            break  # the paper's stop: the crossing pair is undone
-        choice = trial
-    return choice
-
-
-def alpha_rule(problem: Problem, alpha: float, start: Choice) -> Choice:
-    """The paper's TASD-A rule: layer i takes the most aggressive candidate j with
-    S_i + alpha > H_j (H_j = 1 - K/M, the sparsity candidate j imposes)."""
-    choice = start
+    Example:
+      >>> _, specs = problem.candidates("ttc_vegeta_m8")
+      >>> alpha_rule(problem, specs, alpha=0.1, start=Choice({}, {})).activations
+    """
+    acts = dict(start.activations)
     for layer in problem.activation_layers:
-        if layer in start.weights:
+        if sparse_operands < 2 and start.weights.get(layer, "dense") != "dense":
             continue
-        sparsity = problem.activation_stats[layer].mean_sparsity
-        fitting = [s for s in problem.activation_candidates
-                   if sparsity + alpha > 1.0 - _compute(s)]
+        sparsity = problem.input_sparsity(layer)
+        fitting = [s for s in specs if sparsity + alpha > 1.0 - compute_cost(s)]
         if fitting:
-            choice = _with(choice, "activations", layer, min(fitting, key=_compute))
+            acts[layer] = min(fitting, key=compute_cost)
+    return Choice(dict(start.weights), acts)
+
+
+def _paper(search: _Search) -> Choice:
+    choice = DENSE
+    problem = search.problem
+    if search.uses_weights:
+        pairs = sorted((problem.weight_series(spec)[layer][2], i, layer, spec)
+                       for i, (op, layer, spec) in enumerate(search.moves()) if op == "weights")
+        prefix = [choice]
+        for _, _, layer, spec in pairs:
+            current = prefix[-1].weights.get(layer)
+            if current is not None and compute_cost(spec) >= compute_cost(current):
+                continue  # a pair never makes a layer run more compute
+            prefix.append(search.with_move(prefix[-1], "weights", layer, spec))
+        choice = _last_passing(search, prefix)
+    if search.uses_activations:
+        start = choice
+        trials = _dedupe([start] + [alpha_rule(problem, search.activation_specs, a, start,
+                                               search.hw.sparse_operands) for a in ALPHAS])
+        choice = _last_passing(search, trials)
     return choice
 
 
-def _paper_activations(problem: Problem, floor: float, start: Choice) -> Choice:
-    best = start
-    for alpha in ALPHAS:  # increasing: ever more aggressive
-        trial = alpha_rule(problem, float(alpha), start)
-        if problem.accuracy(trial) >= floor:
-            best = trial
-    return best
+def _dropped(search: _Search, op: str, layer: str, spec: str) -> float:
+    """Share of the layer operand's non-zeros the series drops (the paper's ranking key)."""
+    if op == "weights":
+        return search.problem.weight_series(spec)[layer][2]
+    return search.problem.activation_dropped(spec, layer)
 
 
-def paper(problem: Problem, budget: float, operand: str) -> Evaluated:
-    """The paper's greedy (module doc): weights by dropped non-zeros, activations by alpha."""
-    floor = budget * problem.baseline_accuracy
-    choice = Choice({}, {})
-    if operand in ("weights", "both"):
-        choice = _paper_weights(problem, floor, choice)
-    if operand in ("activations", "both") and problem.activation_layers and problem.activation_candidates:
-        choice = _paper_activations(problem, floor, choice)
-    return problem.evaluate(choice)
+def _current_spec(choice: Choice, op: str, layer: str) -> str:
+    return (choice.weights if op == "weights" else choice.activations).get(layer, "dense")
 
 
-def ours(problem: Problem, budget: float, operand: str,
-         start: Evaluated | None = None) -> Evaluated:
-    """`paper`'s choice, then every remaining EDP-lowering pair, most EDP saved first,
-    kept unless it breaks the budget."""
-    floor = budget * problem.baseline_accuracy
-    current = start or paper(problem, budget, operand)
-    gains = []
-    for op, layer, spec, _ in _pairs(problem, operand):
-        trial = _with(current.choice, op, layer, spec)
-        if trial != current.choice:
-            gains.append((problem.relative_edp(trial) - current.relative_edp, op, layer, spec))
-    for delta, op, layer, spec in sorted(gains):
-        if delta >= 0:
-            break
-        trial = _with(current.choice, op, layer, spec)
-        edp = problem.relative_edp(trial)
-        if edp >= current.relative_edp:
+def _chain(search: _Search, current: Choice, blocked: dict) -> list[tuple[Choice, tuple]]:
+    """One step down every layer operand's ladder from `current` (its least
+    aggressive candidate below what it runs now, if that lowers the EDP), most EDP
+    saved per share of non-zeros dropped first, applied one after another (a step
+    that no longer lowers the EDP by then is left out): [(choice after the step,
+    the step), ...]. `blocked` maps (operand, layer) to a compute found to break
+    the budget: nothing that low or lower is offered."""
+    base_edp = search.edp(current)
+    scored = []
+    for op, layer, spec in search.moves():
+        spec_cost = compute_cost(spec)
+        if (spec_cost >= compute_cost(_current_spec(current, op, layer))
+                or spec_cost <= blocked.get((op, layer), -1.0)):
             continue
-        accuracy = problem.accuracy(trial)
-        if accuracy >= floor:
-            current = Evaluated(trial, accuracy, edp)
+        saved = base_edp - search.edp(search.with_move(current, op, layer, spec))
+        if saved > 0:
+            scored.append((-saved / (_dropped(search, op, layer, spec) + 1e-3), -spec_cost,
+                           op, layer, spec))
+    steps = {}
+    for entry in scored:
+        if entry[2:4] not in steps or entry[1] < steps[entry[2:4]][1]:
+            steps[entry[2:4]] = entry
+    chain, choice, edp = [], current, base_edp
+    for _, _, op, layer, spec in sorted(steps.values()):
+        trial = search.with_move(choice, op, layer, spec)
+        trial_edp = search.edp(trial)
+        if trial_edp < edp:
+            chain.append((trial, (op, layer, spec)))
+            choice, edp = trial, trial_edp
+    return chain
+
+
+def _crossing(search: _Search, choices: list[Choice], near_edge: bool) -> int:
+    """choices[0] keeps the budget; the index of the last choice before the first one
+    found to break it (len - 1 when the last keeps it), by bisection. `near_edge`:
+    choices[1] is tested first (next to the budget's edge the first step usually
+    breaks it), else the last one is."""
+    order = (1, len(choices) - 1) if near_edge else (len(choices) - 1, 1)
+    lo, hi = 0, len(choices)
+    for i in order:
+        if lo < i < hi:
+            if search.passes(choices[i]):
+                lo = i
+            else:
+                hi = i
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if search.passes(choices[mid]):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _descend(search: _Search, current: Choice, evaluations: int | None) -> Choice:
+    """Steps down the layer operands' ladders from `current` while the budget holds
+    (module docstring), until nothing changes or `evaluations` are spent (then a
+    choice not measured before counts as breaking the budget)."""
+    if evaluations is not None:
+        search = search._replace(stop_at=search.problem.evaluations + evaluations)
+    rejected: dict[tuple[str, str], tuple[float, int]] = {}  # -> (compute that broke it, when)
+    accepted, near_edge = 0, False
+    while not search.spent:
+        chain = _chain(search, current, {k: c for k, (c, _) in rejected.items()})
+        if not chain:
+            stale = [k for k, (_, when) in rejected.items() if when < accepted]
+            if not stale:
+                break
+            for key in stale:  # rejected before later steps were taken: retry
+                del rejected[key]
+            continue
+        lo = _crossing(search, [current] + [c for c, _ in chain], near_edge)
+        if lo:
+            current, accepted = chain[lo - 1][0], accepted + 1
+        near_edge = lo < len(chain)
+        if near_edge:
+            op, layer, spec = chain[lo][1]  # the step that broke the budget
+            swapped = _swap(search, current, op, layer, spec)
+            if swapped is not None:
+                current, accepted = swapped, accepted + 1
+            else:
+                rejected[op, layer] = (compute_cost(spec), accepted)
     return current
 
 
-def search(problem: Problem, *, budget: float = 0.99, mode: str = "ours",
-           operand: str = "weights") -> tuple[Evaluated, float]:
-    """Runs one search; returns (the chosen series with accuracy and EDP, seconds).
+def _step_up(search: _Search, choice: Choice, op: str, layer: str, to_dense: bool) -> Choice:
+    """`choice` with the layer operand one step up its ladder, or back to dense."""
+    specs = search.weight_specs if op == "weights" else search.activation_specs
+    now = compute_cost(_current_spec(choice, op, layer))
+    higher = [s for s in specs if compute_cost(s) > now]
+    weights, acts = dict(choice.weights), dict(choice.activations)
+    side = weights if op == "weights" else acts
+    if higher and not to_dense:
+        side[layer] = min(higher, key=compute_cost)
+    else:
+        side.pop(layer, None)
+    return Choice(weights, acts)
+
+
+def _swap(search: _Search, current: Choice, op: str, layer: str, spec: str) -> Choice | None:
+    """The step (op, layer, spec) broke the budget from `current`: tries it again with
+    another layer operand taken one step back up or back to dense (freeing some of the budget a less
+    valuable layer used), the `SWAP_PARTNERS` partners whose step up costs the least
+    EDP, while the pair still lowers the EDP; the first pair that keeps the budget,
+    else None."""
+    stepped = search.with_move(current, op, layer, spec)
+    edp_now = search.edp(current)
+    partners = [(o, l) for o, side in (("weights", current.weights),
+                                       ("activations", current.activations))
+                for l in side if (o, l) != (op, layer) and l in stepped.weights | stepped.activations]
+    ups = {_step_up(search, stepped, o, l, to_dense).key(): _step_up(search, stepped, o, l, to_dense)
+           for o, l in partners for to_dense in (False, True)}
+    trials = sorted(((search.edp(t), i, t) for i, t in enumerate(ups.values())),
+                    key=lambda e: e[:2])
+    for edp, _, trial in trials[:SWAP_PARTNERS]:
+        if edp < edp_now and search.passes(trial):
+            return trial
+    return None
+
+
+def _ours(search: _Search) -> Choice:
+    start = min((_network(search), _paper(search)), key=search.edp)
+    return _descend(search, start, search.refine_evaluations)
+
+
+def combinations(problem: Problem, hardware: "str | cost.Hardware", operand: str) -> int:
+    """How many choices `exhaustive` would consider: the product over layers of the
+    options each has (dense, each weight candidate, each activation candidate
+    where the layer is a TASD-A layer and the operand allows it).
+
+    Example:
+      >>> combinations(problem, "ttc_vegeta_m8", "both") <= EXHAUSTIVE_LIMIT
+    """
+    return math.prod(len(o) for o in _options(_prepare_search(problem, hardware, 0.99, operand, 1)))
+
+
+def _options(search: _Search) -> list[list[tuple[str, str]]]:
+    """Per layer, the (operand, spec) it may take; ("weights", "dense") is dense."""
+    out = []
+    for layer in search.problem.layers:
+        options = [("weights", "dense")]
+        if search.uses_weights:
+            options += [("weights", s) for s in search.weight_specs]
+        if search.uses_activations and layer in search.problem.activation_layers:
+            options += [("activations", s) for s in search.activation_specs]
+        out.append(options)
+    return out
+
+
+def _exhaustive(search: _Search) -> Choice:
+    options = _options(search)
+    count = math.prod(len(o) for o in options)
+    if count > EXHAUSTIVE_LIMIT:
+        raise ValueError(
+            f"mode='exhaustive' would evaluate up to {count} combinations ({len(options)} layers, "
+            f"options per layer {[len(o) for o in options]}); the limit is {EXHAUSTIVE_LIMIT}: "
+            "use mode='ours'")
+    layers = list(search.problem.layers)
+    choices = []
+    for combo in itertools.product(*options):
+        weights = {l: s for l, (op, s) in zip(layers, combo) if op == "weights" and s != "dense"}
+        acts = {l: s for l, (op, s) in zip(layers, combo) if op == "activations"}
+        choices.append(Choice(weights, acts))
+    return _first_passing(search, choices)
+
+
+_MODES = {"network": _network, "paper": _paper, "ours": _ours, "exhaustive": _exhaustive}
+
+
+def _prepare_search(problem: Problem, hardware: "str | cost.Hardware", budget: float,
+                    operand: str, batch: int) -> _Search:
+    if not isinstance(problem, Problem):
+        raise ValueError(f"problem must be a tasder.Problem, got {type(problem).__name__}")
+    if operand not in OPERANDS:
+        raise ValueError(f"operand={operand!r} is not one of {OPERANDS}")
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0.0 < budget <= 1.0:
+        raise ValueError(f"budget={budget!r} must lie in (0, 1] (the fraction of the model's "
+                         "own metric to keep, e.g. 0.99)")
+    hw = _hardware(hardware)
+    problem.gemms(batch)  # checks the batch
+    if operand == "activations" and not problem.activation_layers:
+        raise ValueError("operand='activations' but the problem has no activation layer "
+                         "(no GEMM layer's input comes from a ReLU, GELU or SiLU: see "
+                         "problem.layer_inputs)")
+    weights, acts = problem.candidates(hw)
+    return _Search(problem, hw, metrics.floor(problem.baseline, budget), operand, batch,
+                   weights, acts)
+
+
+def search(problem: Problem, *, hardware: "str | cost.Hardware" = "ttc_vegeta_m8",
+           budget: float = 0.99, mode: str = "ours", operand: str = "both",
+           batch: int = 1, refine_evaluations: int | None = REFINE_EVALUATIONS) -> Result:
+    """Chooses series for the problem's layers on `hardware` (module docstring).
+
+    Args:
+      problem: the prepared model (`Problem`).
+      hardware: an accelerator name (`cost.hardware_names()`) or a `cost.Hardware`.
+      budget: the fraction of the model's own metric to keep, in (0, 1].
+      mode: "network", "paper", "ours" or "exhaustive".
+      operand: "weights" (TASD-W), "activations" (TASD-A) or "both".
+      batch: examples per forward pass the EDP is computed for (the paper's
+        ResNet-50 layers are batch 1).
+      refine_evaluations: `ours` only: metric evaluations it may spend stepping
+        down from its starting points (`None`: until nothing changes).
+
+    Returns:
+      `Result`; `result.choice.weights` / `.activations` map layers to series.
 
     Raises:
-      ValueError: an unknown mode or operand, a budget outside (0, 1], or
-        activations asked of a model with no eligible layer.
+      ValueError: an unknown mode, operand or accelerator, a budget outside
+        (0, 1], a batch that is not an integer >= 1, activations asked of a
+        problem without activation layers, or an exhaustive search over more
+        than `EXHAUSTIVE_LIMIT` combinations.
+
+    Example:
+      >>> result = search(problem, hardware="ttc_vegeta_m8", budget=0.99, mode="ours")
+      >>> result.choice.weights, result.metric, result.relative_edp
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not one of {MODES}")
-    if operand not in OPERANDS:
-        raise ValueError(f"operand={operand!r} is not one of {OPERANDS}")
-    if not 0.0 < budget <= 1.0:
-        raise ValueError(f"budget={budget} must lie in (0, 1] (a fraction of the model's accuracy)")
-    if operand == "activations" and not problem.activation_layers:
-        raise ValueError("operand='activations' but the model has no layer eligible for TASD-A")
-    start = time.perf_counter()
-    fn = {"network": network, "paper": paper, "ours": ours}[mode]
-    result = fn(problem, budget, operand)
-    return result, time.perf_counter() - start
+    if refine_evaluations is not None and (isinstance(refine_evaluations, bool) or not
+                                           isinstance(refine_evaluations, int)
+                                           or refine_evaluations < 0):
+        raise ValueError(f"refine_evaluations={refine_evaluations!r} must be an integer >= 0 "
+                         "or None (until nothing changes)")
+    state = _prepare_search(problem, hardware, budget, operand, batch)._replace(
+        refine_evaluations=refine_evaluations)
+    start, evaluations = time.perf_counter(), problem.evaluations
+    choice = _MODES[mode](state)
+    metric = problem.metric(choice)
+    if metric < state.floor:
+        raise ValueError(f"the metric gave {metric} for a choice it passed at the floor "
+                         f"{state.floor}: evaluate must be deterministic (no dropout, no "
+                         "random sampling)")
+    return Result(choice, metric, state.edp(choice), problem.baseline, float(budget),
+                  state.hw.name, int(batch), mode, operand, time.perf_counter() - start,
+                  problem.evaluations - evaluations)

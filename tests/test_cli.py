@@ -1,0 +1,98 @@
+"""`python -m experiments.run` as a user drives it: their own model and pattern through
+`--imports`, and bad search settings refused in one line before any work."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(REPO, "README.md")
+
+USER_MODEL = '''
+import flax.linen as nn
+from tasd_jax import models
+
+
+class MyMLP(nn.Module):
+    """The user's own classifier: its layers are named fc1 and head."""
+    num_classes: int = 10
+    hidden: tuple = (64,)
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.relu(nn.Dense(self.hidden[0], name="fc1")(x.reshape(x.shape[0], -1)))
+        return nn.Dense(self.num_classes, name="head")(x)
+
+
+models.register("mymlp", MyMLP)
+'''
+
+
+def _readme_pattern() -> str:
+    """The README's user-defined pattern ("rows"), as written there."""
+    text = open(README).read()
+    section = text[text.index("### Adding a pattern"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def _run(tmp_path, config, *args):
+    data_dir = tmp_path / "tfds"
+    data_dir.mkdir(exist_ok=True)
+    argv = [sys.executable, "-m", "experiments.run", f"--config={config}",
+            f"--workdir={tmp_path / 'run'}", *args]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "TFDS_DATA_DIR": str(data_dir)}
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _assert_one_line_error(proc, message):
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last, last
+
+
+def test_imports_make_a_user_model_and_pattern_known_to_the_cli(tmp_path):
+    user = tmp_path / "user_code.py"
+    user.write_text(USER_MODEL + _readme_pattern())
+    data_dir = tmp_path / "tfds"
+    args = [f"--config.data_dir={data_dir}", "--config.model=mymlp",
+            "--config.pruning.rules=((\"fc1/kernel$\", \"rows(sparsity=0.5)\"),)",
+            "--config.num_steps=40", "--config.pruning.begin=10", "--config.pruning.end=30",
+            "--config.pruning.frequency=10", "--config.eval_every=40",
+            "--config.checkpoint_every=40", "--config.log_every=10"]
+    proc = _run(tmp_path, "configs/tw_digits.py", f"--imports={user}", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(tmp_path / "run" / "results.json") as f:
+        results = json.load(f)
+    assert results["pruned_params"] == ["fc1/kernel"]
+    assert results["final"]["pattern_valid"] is True
+    assert abs(results["final"]["sparsity"] - 0.5) < 0.01
+
+    # Without the import neither name is known: one line, before any work.
+    (tmp_path / "again").mkdir()
+    proc = _run(tmp_path / "again", "configs/tw_digits.py", *args)
+    _assert_one_line_error(proc, "unknown pattern 'rows'")
+    proc = _run(tmp_path / "again", "configs/tw_digits.py", *args[:2])
+    _assert_one_line_error(proc, "unknown model 'mymlp'")
+    proc = _run(tmp_path / "again", "configs/tw_digits.py", f"--imports={tmp_path / 'nope.py'}",
+                *args)
+    _assert_one_line_error(proc, "which is not a file")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.hardware=ttc_vegeta_m16", "config.hardware='ttc_vegeta_m16' is not a known"),
+    ("--config.mode=greedy", "config.mode='greedy' is not one of"),
+    ("--config.budget=99", "config.budget=99.0: a budget must lie in (0, 1]"),
+    ("--config.batch=0", "config.batch=0 must be an integer >= 1"),
+    ("--config.train.pruning.frequancy=5", "did you mean 'train.pruning.frequency'?"),
+])
+def test_bad_search_settings_fail_in_one_line_before_any_work(tmp_path, override, message):
+    proc = _run(tmp_path, "configs/tasder.py:lenet5", f"--config.data_dir={tmp_path / 'tfds'}",
+                override)
+    _assert_one_line_error(proc, message)
+    assert not os.listdir(tmp_path / "tfds")  # no data was read
+    assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
