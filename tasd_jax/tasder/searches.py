@@ -380,9 +380,8 @@ def _swap(search: _Search, current: Choice, op: str, layer: str, spec: str) -> C
         if not options or options[0][0] >= edp_now or options[0][3].key() in seen:
             break
         _, _, eased, trial = options[0]
-        if set(trial.weights) - set(trades[-1].weights):  # its series moved to the weights
-            switched.add(eased)
-        if set(trial.activations) - set(trades[-1].activations):
+        if (set(trial.weights) - set(trades[-1].weights)
+                or set(trial.activations) - set(trades[-1].activations)):  # operand moved
             switched.add(eased)
         trades.append(trial)
         seen.add(trial.key())
