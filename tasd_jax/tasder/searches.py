@@ -336,25 +336,65 @@ def _step_up(search: _Search, choice: Choice, op: str, layer: str, to_dense: boo
     return Choice(weights, acts)
 
 
+def _eases(search: _Search, choice: Choice, layer: str, may_switch: bool) -> list[Choice]:
+    """`choice` with the layer's series one step up its ladder or back to dense, and
+    (on a single-sparse-operand design, when `may_switch`) moved to the layer's other
+    operand where that operand runs it: an activation series leaves the weights
+    exact, a weight series the activations."""
+    out = []
+    for op, side in (("weights", choice.weights), ("activations", choice.activations)):
+        if layer not in side:
+            continue
+        out += [_step_up(search, choice, op, layer, to_dense) for to_dense in (False, True)]
+        other = "activations" if op == "weights" else "weights"
+        if (may_switch and search.hw.sparse_operands < 2
+                and (other, layer, side[layer]) in search.moves()):
+            out.append(search.with_move(choice, other, layer, side[layer]))
+    return out
+
+
 def _swap(search: _Search, current: Choice, op: str, layer: str, spec: str) -> Choice | None:
-    """The step (op, layer, spec) broke the budget from `current`: tries it again with
-    another layer operand taken one step back up or back to dense (freeing some of the budget a less
-    valuable layer used), the `SWAP_PARTNERS` partners whose step up costs the least
-    EDP, while the pair still lowers the EDP; the first pair that keeps the budget,
-    else None."""
-    stepped = search.with_move(current, op, layer, spec)
+    """The step (op, layer, spec) broke the budget from `current`: tries to pay for it
+    by easing other layers (`_eases`), while the whole still runs below `current`'s
+    EDP. First one layer eased, the `SWAP_PARTNERS` cheapest in EDP (the first that
+    keeps the budget is taken); then several: the cheapest ease applied one after
+    another (a layer may be eased again, its operand switched at most once), the
+    shortest run that keeps the budget (the longest is tested first: when it
+    breaks the budget nothing shorter is tried). None when nothing keeps it."""
     edp_now = search.edp(current)
-    partners = [(o, l) for o, side in (("weights", current.weights),
-                                       ("activations", current.activations))
-                for l in side if (o, l) != (op, layer) and l in stepped.weights | stepped.activations]
-    ups = {_step_up(search, stepped, o, l, to_dense).key(): _step_up(search, stepped, o, l, to_dense)
-           for o, l in partners for to_dense in (False, True)}
-    trials = sorted(((search.edp(t), i, t) for i, t in enumerate(ups.values())),
-                    key=lambda e: e[:2])
-    for edp, _, trial in trials[:SWAP_PARTNERS]:
+    stepped = search.with_move(current, op, layer, spec)
+
+    def eases(choice: Choice, switched: set) -> list[tuple[float, int, str, Choice]]:
+        return sorted(((search.edp(t), i, l, t) for l in sorted(
+            (set(choice.weights) | set(choice.activations)) - {layer})
+            for i, t in enumerate(_eases(search, choice, l, l not in switched))),
+            key=lambda e: e[:2])
+
+    singles = {t.key(): (edp, t) for edp, _, _, t in eases(stepped, set())}
+    for edp, trial in sorted(singles.values(), key=lambda e: e[0])[:SWAP_PARTNERS]:
         if edp < edp_now and search.passes(trial):
             return trial
-    return None
+    trades, switched, seen = [stepped], {layer}, {stepped.key()}
+    while True:
+        options = eases(trades[-1], switched)
+        if not options or options[0][0] >= edp_now or options[0][3].key() in seen:
+            break
+        _, _, eased, trial = options[0]
+        if (set(trial.weights) - set(trades[-1].weights)
+                or set(trial.activations) - set(trades[-1].activations)):  # operand moved
+            switched.add(eased)
+        trades.append(trial)
+        seen.add(trial.key())
+    if len(trades) < 3 or not search.passes(trades[-1]):  # one ease was tried above
+        return None
+    lo, hi = 1, len(trades) - 1  # trades[lo] breaks the budget, trades[hi] keeps it
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if search.passes(trades[mid]):
+            hi = mid
+        else:
+            lo = mid
+    return trades[hi]
 
 
 def _ours(search: _Search) -> Choice:
