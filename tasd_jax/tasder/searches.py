@@ -25,8 +25,11 @@ the batch are arguments here) and returns a `Result`:
   what it runs now), steps ranked by EDP saved per share of non-zeros
   dropped and applied one after another; the longest run of steps that keeps
   the budget is taken (the first step is tested first: next to the budget's
-  edge it usually breaks it, else bisection), and the step that broke it
-  blocks its layer operand. Blocked layer operands are retried once later
+  edge it usually breaks it, else bisection). A step that breaks the budget
+  is paid for, where the whole still saves EDP, by easing other layers: one
+  layer a step back up its ladder (or, on a single-sparse-operand design,
+  its series moved to the other operand), else a run of such eases, cheapest
+  first (`_swap`); a step nothing pays for blocks its layer operand. Blocked layer operands are retried once later
   steps have been taken, until nothing changes or `refine_evaluations`
   metric evaluations are spent (default `REFINE_EVALUATIONS`: on the MNIST
   ResNet-20 with both operands this keeps the search under 15 s; `None`
