@@ -392,9 +392,18 @@ class Problem:
         """EDP of the choice on `hardware` over the dense model's on `tc`, both at `batch`."""
         return self.estimate(choice, hardware, batch).total_edp / self._tc_dense_edp(batch)
 
+    def relative_layer_edp(self, choice: Choice, hardware: "str | cost.Hardware",
+                           batch: int = 1) -> float:
+        """`relative_edp` with the other aggregation: sums of per-GEMM EDPs."""
+        return (self.estimate(choice, hardware, batch).layer_edp_sum
+                / self._tc_dense(batch).layer_edp_sum)
+
     @functools.lru_cache(maxsize=None)  # noqa: B019
+    def _tc_dense(self, batch: int) -> cost.Estimate:
+        return cost.estimate(self.gemms(batch), "tc")
+
     def _tc_dense_edp(self, batch: int) -> float:
-        return cost.estimate(self.gemms(batch), "tc").total_edp
+        return self._tc_dense(batch).total_edp
 
     def evaluate(self, choice: Choice, hardware: "str | cost.Hardware", batch: int = 1) -> Evaluated:
         """The choice's metric and relative EDP (`relative_edp`)."""
