@@ -49,7 +49,10 @@ LRF spatial `M 16 x N 16` (an outer product per subpartition). A and B are
 bitmask-compressed (1 bit per position of every non-empty 16-position fibre,
 plus one bit per LRF tile on K); the LRF (128 words per subpartition) skips
 positions of both; Z is read and updated in the RF only for effectual
-products. With `X ~ Binomial(T, d)` the non-zeros of a T-position LRF tile:
+products. M and N are padded to multiples of 32 (the 2 x 16 spatial fan-out);
+the padding counts as zeros of the operand (its density scaled by the share of
+real rows), which the compressed operand skips. With `X ~ Binomial(T, d)` the
+non-zeros of a T-position LRF tile:
 compute cycles `MACs / (1024 U_A U_B)`, `U = E[X / (16 ceil(X / 16)) | X > 0]`
 (Sparseloop's position-space utilisation); LRF reads of A `MACs / 64 * d_A *
 E[ceil(X_B / 16)] / N_l` (a non-zero is read once per 16-wide block of the
@@ -287,17 +290,18 @@ def _non_empty(p: float) -> float:
 def unstructured(m: int, k: int, n: int, density_a: float, density_b: float,
                  table: Energies) -> LevelCosts:
     """Costs of `Z[m, n] = A[m, k] B[n, k]` on the DSTC dataflow, A and B with the given
-    shares of non-zeros, best mapping (see the module docstring). m and n are padded to
-    multiples of 32 (the 2 x 16 spatial fan-out of each)."""
+    shares of non-zeros, best mapping (see the module docstring)."""
     if m == 0 or k == 0 or n == 0:
         return LevelCosts(0.0, 0.0, 0.0, 0.0, dict.fromkeys(("dram", "smem", "rf", "lrf", "mac"), 0.0),
                           dict.fromkeys(("dram_read", "dram_write", "smem_read", "smem_write"), 0.0),
                           0.0, ())
+    mp, np_ = _ceil_to(m, 2 * PE_ROWS), _ceil_to(n, 2 * PE_COLUMNS)
+    # Padding rows are zeros, which a compressed operand does not store or multiply.
+    density_a, density_b = density_a * m / mp, density_b * n / np_
     compress_b = density_b < DSTC_DENSE_ABOVE or density_a < DSTC_DENSE_ABOVE
     compress_a = density_a < 1.0
     da = density_a if compress_a else 1.0
     db = density_b if compress_b else 1.0
-    mp, np_ = _ceil_to(m, 2 * PE_ROWS), _ceil_to(n, 2 * PE_COLUMNS)
     macs = float(mp) * np_ * k
     best = None
     for m_l in _divisors(mp // 32):
@@ -326,7 +330,7 @@ def unstructured(m: int, k: int, n: int, density_a: float, density_b: float,
                                 best = (key, costs)
     if best is None:
         raise ValueError(f"no DSTC mapping fits GEMM m={m} k={k} n={n}")
-    return best[1]._replace(macs=float(m) * n * k * da * db)  # padding is not work
+    return best[1]._replace(macs=float(mp) * np_ * k * da * db)
 
 
 def _dstc_mapping(m, k, n, da, db, compress_a, compress_b, m_d, n_d, m_s, n_s, m_l, n_l, inner,
