@@ -153,11 +153,11 @@ def test_one_pass_series_beats_the_prior_design(ttc_name, operand):
         one = cost.estimate(GEMMS, ttc, **{f"{operand}_series": spec})
         multi = cost.estimate(GEMMS, prior, **{f"{operand}_series": spec})
         np.testing.assert_array_equal(one.executed_macs, multi.executed_macs)  # same work
-        assert np.all(one.cycles <= multi.cycles), spec
+        assert np.all(one.edp <= multi.edp * (1 + 1e-9)), spec
         # Two terms in one pass, or an activation decomposed as it loads rather than
         # in a pass of its own: fewer cycles. A single weight term, or dense, costs the same.
         if "+" in spec or (operand == "activation" and spec != "dense"):
-            assert one.total_cycles < multi.total_cycles, spec
+            assert one.total_edp < multi.total_edp, spec
         else:
             np.testing.assert_allclose(one.cycles, multi.cycles)
             np.testing.assert_allclose(one.energy_pj, multi.energy_pj)

@@ -88,6 +88,10 @@ DRAM_READ_WORDS_PER_CYCLE = 32.0
 DSTC_RF_READ_WORDS_PER_CYCLE = 256.0
 DSTC_RF_WRITE_WORDS_PER_CYCLE = 257.0
 DSTC_DENSE_ABOVE = 0.8  # the sweep script compresses B only when a density is below this
+# How the mapper ranks mappings: "edp" (least cycles x energy; the default, as the
+# designs are compared by EDP) or "delay" (fewest cycles, then least energy: Timeloop's
+# mapper metrics in the artefact).
+OBJECTIVES = ("edp", "delay")
 
 
 class LevelCosts(NamedTuple):
@@ -153,13 +157,14 @@ def term_geometry(n: int, m: int) -> tuple[float, int, int]:
 
 @functools.lru_cache(maxsize=65536)
 def structured(m: int, k: int, n: int, terms: tuple, passes: int, a_stored_dense: bool,
-               table: Energies) -> LevelCosts:
+               table: Energies, objective: str = "edp") -> LevelCosts:
     """Costs of `Z[m, n] = A[m, k] B[n, k]` with A as the `terms` ((n, m) pairs; `((1, 1),)`
     for dense) on the structured dataflow, best mapping (see the module docstring).
 
     passes: how many times B is streamed per output tile (the terms' count on a design
       that runs them one after another, else 1).
     a_stored_dense: A sits in DRAM dense and is decomposed between DRAM and SMEM.
+    objective: which mapping wins (`OBJECTIVES`).
     """
     if m == 0 or k == 0 or n == 0:
         return LevelCosts(0.0, 0.0, 0.0, 0.0, dict.fromkeys(("dram", "smem", "rf", "lrf", "mac"), 0.0),
@@ -242,8 +247,9 @@ def structured(m: int, k: int, n: int, terms: tuple, passes: int, a_stored_dense
         "mac": executed * t.mac,
     }
     total = sum(energy.values())
-    # Timeloop's order: fewest cycles, then least energy; exact ties: no streaming, least padding.
-    best = int(np.lexsort((mp * n_pad, stream_a + stream_b, np.round(total, 3), cycles))[0])
+    # Exact ties: no streaming, then least padding.
+    first = cycles * total if objective == "edp" else cycles
+    best = int(np.lexsort((mp * n_pad, stream_a + stream_b, np.round(total, 3), cycles, first))[0])
     pick = lambda x: float(np.asarray(x)[best])  # noqa: E731
     return LevelCosts(
         cycles=pick(cycles), compute_cycles=pick(compute), smem_cycles=pick(smem_cycles),
@@ -288,7 +294,7 @@ def _non_empty(p: float) -> float:
 
 @functools.lru_cache(maxsize=65536)
 def unstructured(m: int, k: int, n: int, density_a: float, density_b: float,
-                 table: Energies) -> LevelCosts:
+                 table: Energies, objective: str = "edp") -> LevelCosts:
     """Costs of `Z[m, n] = A[m, k] B[n, k]` on the DSTC dataflow, A and B with the given
     shares of non-zeros, best mapping (see the module docstring)."""
     if m == 0 or k == 0 or n == 0:
@@ -325,7 +331,9 @@ def unstructured(m: int, k: int, n: int, density_a: float, density_b: float,
                                                   util, blocks_a, blocks_b, table)
                             if costs is None:
                                 continue
-                            key = (round(costs.cycles), sum(costs.energy_pj.values()))
+                            energy = sum(costs.energy_pj.values())
+                            key = ((costs.cycles * energy,) if objective == "edp" else ()) + (
+                                round(costs.cycles), energy)
                             if best is None or key < best[0]:
                                 best = (key, costs)
     if best is None:

@@ -108,6 +108,7 @@ def estimate(
     density: Any = None,
     activation_density: Any = None,
     activation_placement: str = "output",
+    mapping_objective: str = "edp",
 ) -> Estimate:
     """Latency, energy and EDP of `gemms` on `hw` (see the module docstring).
 
@@ -126,6 +127,9 @@ def estimate(
       activation_density: the same for the A operands.
       activation_placement: "output" (the TASD paper's) or "load"; see the
         module docstring.
+      mapping_objective: how each GEMM's mapping is chosen: "edp" (least cycles x
+        energy) or "delay" (fewest cycles, then least energy, as the Sparseloop
+        artefact's mapper ranks them).
 
     Returns:
       An `Estimate`.
@@ -145,6 +149,9 @@ def estimate(
     if activation_placement not in PLACEMENTS:
         raise ValueError(
             f"activation_placement={activation_placement!r} must be one of {PLACEMENTS}")
+    if mapping_objective not in dataflow.OBJECTIVES:
+        raise ValueError(
+            f"mapping_objective={mapping_objective!r} must be one of {dataflow.OBJECTIVES}")
     w_specs = _per_gemm(weight_series, gemms, "weight_series", "dense")
     for i, (g, spec) in enumerate(zip(gemms, w_specs)):
         if not g.weight and spec != "dense":
@@ -165,7 +172,7 @@ def estimate(
                     f"hardware {hw.name!r} runs a series on one operand only; GEMM {g.name!r} "
                     f"has weight series {w!r} and activation series {a!r}")
 
-    rows = [_gemm_costs(g, hw, wt, at, dwi, dai, activation_placement)
+    rows = [_gemm_costs(g, hw, wt, at, dwi, dai, activation_placement, mapping_objective)
             for g, wt, at, dwi, dai in zip(gemms, w_terms, a_terms, dw, da)]
     column = lambda f: np.array([f(r) for r in rows], np.float64)  # noqa: E731
     energy_by_part = {part: column(lambda r, p=part: r[0].energy_pj.get(p, 0.0) + r[1].get(p, 0.0))
@@ -197,21 +204,22 @@ def _coverage(terms: tuple) -> float:
 
 
 def _gemm_costs(g: GEMM, hw: Hardware, w_terms: tuple, a_terms: tuple, dw: float, da: float,
-                placement: str) -> tuple[dataflow.LevelCosts, dict]:
+                placement: str, objective: str) -> tuple[dataflow.LevelCosts, dict]:
     """One GEMM's costs, `batch` times over, and the extra parts (TASD units, decomposition pass)."""
     extra = {}
     table = hw.energy.per_access(hw.dram_write_words_per_cycle)
     if hw.unstructured:
         costs = dataflow.unstructured(
             g.n, g.k, g.m, round(min(dw, _coverage(w_terms)), 4),
-            round(min(da, _coverage(a_terms)), 4), table)
+            round(min(da, _coverage(a_terms)), 4), table, objective)
     else:
         sparse_a = _sparse(a_terms)
         terms = a_terms if sparse_a else w_terms
         passes = 1 if hw.one_pass else max(1, sum(n < m for n, m in terms))
         if sparse_a:
             stored_dense = hw.tasd_units and placement == "load"
-            costs = dataflow.structured(g.m, g.k, g.n, terms, passes, stored_dense, table)
+            costs = dataflow.structured(g.m, g.k, g.n, terms, passes, stored_dense, table,
+                                        objective)
             values = float(g.m) * g.k
             compares = values * sum(math.log2(m) * (math.log2(m) + 1) / 4 for n, m in terms if n < m)
             extra["tasd"] = compares * hw.energy.compare_pj
@@ -224,7 +232,7 @@ def _gemm_costs(g: GEMM, hw: Hardware, w_terms: tuple, a_terms: tuple, dw: float
                     cycles=costs.cycles + words / dataflow.DRAM_READ_WORDS_PER_CYCLE,
                     dram_cycles=costs.dram_cycles + words / dataflow.DRAM_READ_WORDS_PER_CYCLE)
         else:
-            costs = dataflow.structured(g.n, g.k, g.m, terms, passes, False, table)
+            costs = dataflow.structured(g.n, g.k, g.m, terms, passes, False, table, objective)
     if g.batch != 1:
         b = float(g.batch)
         costs = costs._replace(
