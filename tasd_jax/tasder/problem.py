@@ -169,6 +169,7 @@ class Problem:
         self._gemms: dict[int, tuple] = {}
         self._estimates: dict[tuple, cost.Estimate] = {}  # (choice, design, batch) -> estimate
         self._gemm_costs: dict[tuple, tuple] = {}  # (design, batch, GEMM, operands) -> costs
+        self._relative_edps: dict[tuple, float] = {}  # (choice, design, batch) -> relative EDP
         self._metric_values: dict[tuple, float] = {}
         self._outcomes: dict[tuple, bool] = {}
         self.evaluations = self.batches_evaluated = 0
@@ -400,7 +401,8 @@ class Problem:
         its own operands only, so each is estimated once per design and batch: a search
         compares thousands of choices that differ in a layer or two."""
         operands = self._operands(choice, hw, batch)
-        keys = [(hw, batch, i, op) for i, op in enumerate(operands)]
+        design = (hw.name, hash(hw))  # hashing the design once, not per GEMM
+        keys = [(design, batch, i, op) for i, op in enumerate(operands)]
         missing = [i for i, key in enumerate(keys) if key not in self._gemm_costs]
         if missing:
             gemms = self.gemms(batch)
@@ -421,8 +423,13 @@ class Problem:
         """EDP of the choice on `hardware` over the dense model's on `tc`, both at `batch`
         (EDP = total cycles x total energy, as `cost.Estimate.total_edp`)."""
         self._check(choice)
-        rows = self._rows(choice, _hardware(hardware), batch)
-        return float(rows[:, 0].sum() * rows[:, 1].sum()) / self._tc_dense_edp(batch)
+        hw = _hardware(hardware)
+        key = (choice.key(), hw.name, hash(hw), batch)
+        if key not in self._relative_edps:
+            rows = self._rows(choice, hw, batch)
+            self._relative_edps[key] = (float(rows[:, 0].sum() * rows[:, 1].sum())
+                                        / self._tc_dense_edp(batch))
+        return self._relative_edps[key]
 
     def relative_layer_edp(self, choice: Choice, hardware: "str | cost.Hardware",
                            batch: int = 1) -> float:
