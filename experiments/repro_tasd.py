@@ -322,7 +322,7 @@ def _aggregation_check() -> str:
                      f"{_change(row['edp'])}")
     return ("The paper's EDP is not the product of its totals: " + "; ".join(lines)
             + ". A sum of per-layer EDPs falls further than the product when the layers with "
-            "the largest EDP gain the most, so its figures fit that aggregation (or a mean of "
+            "the largest EDP gain the most, so its figures allow that aggregation (or a mean of "
             "per-layer ratios), not the product.")
 
 
