@@ -4,8 +4,10 @@ r"""Speed of the cost model: the full ResNet-50 EDP sweep.
 
 Target: every accelerator x every series of configs/edp_resnet50.py
 (plus the per-layer "tasd" choice) at all four sparsities in under 10 s on the
-2-core CPU. Timed: extracting ResNet-50's GEMMs from its jaxpr (abstract
-variables, nothing allocated) and `edp_report.sweep_workload` at every sparsity.
+2-core CPU, from a cold start. Timed: extracting ResNet-50's GEMMs from its jaxpr
+(abstract variables, nothing allocated) and `edp_report.sweep_workload` at every
+sparsity; the first sweep searches every distinct GEMM's mapping (the cost model
+caches them), the later ones reuse them.
 Per-layer weight statistics are synthetic here (density = min(1 - s, series
 coverage), kept L1 = 1): they change the numbers, not the work; measuring
 them from decomposed weights is the decomposition's cost, benchmarked in
@@ -57,7 +59,7 @@ def main() -> None:
         runs = [report.sweep_workload(wl, weights[s], config) for s in config.sparsities]
         estimates = sum(len(r) for r in runs)
         sweep_times.append(time.perf_counter() - start)
-    sweep_s = statistics.median(sweep_times)
+    sweep_s = statistics.median(sweep_times[1:] or sweep_times)
     payload = {
         "machine": mach,
         "workload": wl.name,
@@ -69,7 +71,8 @@ def main() -> None:
         "trace_gemms_s": trace_s,
         "sweep_s_median": sweep_s,
         "sweep_s_all": sweep_times,
-        "total_s": trace_s + sweep_s,
+        "first_sweep_s": sweep_times[0],
+        "total_s": trace_s + sweep_times[0],
         "target_s": 10.0,
     }
     markdown = (
@@ -79,8 +82,9 @@ def main() -> None:
         f"(+ tasd) x {len(config.sparsities)} sparsities = {estimates} estimates.\n\n"
         f"| step | seconds |\n|---|---|\n"
         f"| trace GEMMs (make_jaxpr, abstract) | {trace_s:.2f} |\n"
-        f"| sweep (median of {args.repeats}) | {sweep_s:.3f} |\n"
-        f"| total | {trace_s + sweep_s:.2f} (target < 10) |\n"
+        f"| first sweep (every distinct GEMM's mapping searched) | {sweep_times[0]:.2f} |\n"
+        f"| later sweeps (mappings cached; median of {max(1, args.repeats - 1)}) | {sweep_s:.3f} |\n"
+        f"| total: trace + first sweep | {trace_s + sweep_times[0]:.2f} (target < 10) |\n"
     )
     common.write_results(args.out_dir, "cost_sweep", payload, markdown)
     print(markdown)

@@ -45,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.series = (
         "dense", "1:8", "1:4", "2:8", "2:8+1:8", "2:4", "4:8", "4:8+1:8", "2:4+1:4", "4:8+2:8",
     )
-    config.energy = "sparseloop45"  # or "horowitz45"
+    config.energy = "sparseloop"  # each design's own table; or "horowitz45" everywhere
     # Fraction of non-zero activations (A operands) for every GEMM; 1.0 = no
     # activation sparsity assumed (post-ReLU ResNet activations are ~50% zero).
     config.activation_density = 1.0

@@ -35,18 +35,18 @@ import numpy as np
 from experiments import outputs
 from experiments import weights as weights_lib
 from tasd_jax import models, patterns, tasd, tree_paths
-from tasd_jax.cost.edp import Estimate, estimate
+from tasd_jax.cost.edp import PARTS as cost_parts, Estimate, estimate
 from tasd_jax.cost.gemms import GEMM, model_gemms, total_macs
 from tasd_jax.cost.hardware import design_name, hardware
 
 _PER_LAYER_FIELDS = [
     "workload", "weights", "sparsity", "hardware", "series", "layer", "batch", "m", "k", "n", "weight",
     "weight_density", "kept_l1", "cycles", "compute_cycles", "dram_cycles", "smem_cycles",
-    "energy_pj", "dram_pj", "smem_pj", "rf_pj", "mac_pj", "edp_pj_cycles",
+    "energy_pj", *(f"{part}_pj" for part in cost_parts), "edp_pj_cycles",
 ]
 _TOTAL_FIELDS = [
     "workload", "weights", "sparsity", "hardware", "series", "macs", "cycles", "energy_pj", "edp_pj_cycles",
-    "rel_cycles", "rel_energy", "rel_edp", "kept_l1", "kept_nonzero",
+    "rel_cycles", "rel_energy", "rel_edp", "rel_layer_edp", "kept_l1", "kept_nonzero",
 ]
 
 
@@ -133,7 +133,7 @@ def _layer_rows(wl: Workload, weights: weights_lib.Weights, run: Run) -> Iterabl
             "kept_l1": run.kept_l1[i], "cycles": est.cycles[i],
             "compute_cycles": est.compute_cycles[i], "dram_cycles": est.dram_cycles[i],
             "smem_cycles": est.smem_cycles[i], "energy_pj": est.energy_pj[i],
-            **{f"{part}_pj": est.energy_by_part[part][i] for part in ("dram", "smem", "rf", "mac")},
+            **{f"{part}_pj": est.energy_by_part[part][i] for part in cost_parts},
             "edp_pj_cycles": est.edp[i],
         }
 
@@ -285,6 +285,7 @@ def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     "rel_cycles": est.total_cycles / base.total_cycles,
                     "rel_energy": est.total_energy_pj / base.total_energy_pj,
                     "rel_edp": est.total_edp / base.total_edp,
+                    "rel_layer_edp": est.layer_edp_sum / base.layer_edp_sum,
                     "kept_l1": kept_l1, "kept_nonzero": kept_nz,
                 })
                 if run.series == "tasd":

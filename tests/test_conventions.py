@@ -102,10 +102,10 @@ def test_explicit_last_axis_groups_activations_as_before():
 @pytest.mark.parametrize("shape", [STEM, (3, 3, 64, 64)])
 @pytest.mark.parametrize("spec", ["2:4", "2:8+1:8"])
 def test_cost_model_slots_equal_packed_layout(shape, spec):
-    # The cost model counts sum_i Ni * ceil(K / Mi) MAC slots per output; the
-    # packed terms must hold exactly that many values per output column.
-    from tasd_jax import kernels
-    from tasd_jax.cost import edp
+    # The cost model stores and multiplies sum_i Ni * ceil(K / Mi) values per output
+    # column; the packed terms must hold exactly that many.
+    from tasd_jax import cost, kernels
+    from tasd_jax.cost import dataflow
 
     w = _kernel(shape)
     k, n = math.prod(shape[:-1]), shape[-1]
@@ -115,7 +115,6 @@ def test_cost_model_slots_equal_packed_layout(shape, spec):
     layout = [p.values.shape[0] * p.values.shape[1] for p in packed.terms]
     for p, nm in zip(packed.terms, series.terms):
         assert p.values.shape == (nm.n, -(-k // nm.m), n)
-    model = edp._Terms(n=np.array([[t.n for t in series.terms]], float),
-                       m=np.array([[t.m for t in series.terms]], float))
-    np.testing.assert_array_equal(model.term_slots(np.array([k], float))[0], layout)
-    assert model.slots(np.array([k], float))[0] == sum(layout)
+    assert [dataflow.stored_values(k, t.n, t.m) for t in series.terms] == layout
+    one_row = cost.estimate([cost.GEMM("g", 1, k, n)], "ttc", weight_series=spec)
+    assert one_row.executed_macs[0] == sum(layout) * n

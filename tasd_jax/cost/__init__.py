@@ -11,7 +11,9 @@ designs, by its names: `tc` (dense), `dstc` (dual-side unstructured), `ttc_stc_m
 structured-sparse hardware `stc`, `vegeta` and `vegeta_m8` (a series term after term)
 and the unrestricted `ttc`; `dense` is an alias of `tc`. A design lists the series it
 runs: `hardware(name).candidate_series("weight")`. The module `hardware` describes the
-designs; `edp` documents every assumption of the estimate.
+designs and their energy tables; `dataflow` costs one GEMM as the Sparseloop artefact's
+designs do (within 0.1% of Sparseloop's own outputs); `edp` documents how a model's GEMMs,
+series, TASD-A placement and aggregation come together.
 """
 
 from tasd_jax.cost.edp import Estimate, estimate

@@ -1,15 +1,17 @@
 """Accelerators and energy tables as data (the TASD paper evaluation setup; docs/cost_model.md).
 
-Every accelerator here shares one 45 nm int8 geometry, the STC-like Sparseloop
-model (Wu et al., MICRO 2022; artefact `Accelergy-Project/micro22-sparseloop-artifact`,
-`workspace/2022.micro.artifact/evaluation_setups/fig15_stc_related_setup/
-architecture_templates/HW_systems/designs/int8/STC-RF2x-24-bandwidth.yaml`):
-LPDDR4 DRAM 64 bits wide at 32 B/cycle, one 256 KB shared buffer (SMEM, plus 32
-KB metadata) at 42 B/cycle, four subpartitions of 256 int8 MACs (1024 in all)
-each with a 2 KB register file sized for a 16x128 output tile. They differ only
-in the N:M modes they run, the series they run, whether they skip or gate
-zeros, and whether a TASD series runs in one pass. So a comparison between them
-isolates the sparsity support, as the TASD paper's comparisons do.
+Every accelerator here has the geometry of the Sparseloop artefact the TASD paper
+configured its designs from (Wu et al., MICRO 2022; artefact
+`Accelergy-Project/micro22-sparseloop-artifact`, folder
+`workspace/2022.micro.artifact/evaluation_setups/fig15_stc_related_setup`): LPDDR4
+DRAM (32 words per cycle), one 256 KB shared buffer (SMEM, plus 32 KB metadata;
+42 words per cycle each way), four subpartitions of 16 x 16 int8 PEs (1024 MACs),
+each with a 2048-word register file for the partial sums (`dataflow`). Each of
+the artefact's three designs has its own energy table: the TC's, the STC's and
+the DSTC's (`ERT_summary.yaml`); the VEGETA and TASD tensor cores build on the
+STC's, the TASD units adding a compare-exchange per value and term
+(`EnergyTable.compare_pj`). So a comparison between designs isolates the
+sparsity support, as the TASD paper's comparisons do.
 
 The designs, by name (`hardware(name)`; `candidate_series(operand)` lists the
 series each runs, least compute first):
@@ -20,7 +22,7 @@ series each runs, least compute first):
   3:4 as 2:4+1:4) and `ttc_vegeta_m8` (1:8, 2:8, 4:8 and 3:8 = 2:8+1:8,
   5:8 = 4:8+1:8, 6:8 = 4:8+2:8; 7:8 is not run, 8:8 is dense). The four
   TASD tensor cores (TTC) run a series of at most two terms in one pass and
-  decompose activations as they load them; they run exactly the series listed
+  decompose activations with TASD units; they run exactly the series listed
   (3:8 is spelled 2:8+1:8: there is no 3:8 mode).
 * The prior structured-sparse hardware (`PRIOR_DESIGNS`), the baselines
   TASDER is applied to: `stc` (NVIDIA's 2:4), `vegeta` (1:4, 2:4) and
@@ -39,10 +41,10 @@ report or an error names is what the caller asked for). `hardware_names()`
 lists designs and aliases; a name is also accepted in the paper's spelling
 (`TTC-VEGETA-M8`).
 
-An energy table is chosen by name (`hardware(name, energy=...)`); each entry is
-`(read pJ, write pJ, access width in bits)` with its source beside it. Traffic is
-counted in bits and charged at (energy per access) / (access width): a partial
-access is not rounded up.
+An energy table is chosen by name (`hardware(name, energy=...)`: `"sparseloop"`,
+each design's own, by default); each entry is `(read pJ, write pJ, access width in
+bits)` with its source beside it, charged per access as the artefact does
+(per word = block energy / block size).
 """
 
 import dataclasses
@@ -50,6 +52,7 @@ import math
 from typing import Mapping
 
 from tasd_jax import patterns
+from tasd_jax.cost import dataflow
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +72,9 @@ class Access:
         return self.write_pj / self.bits
 
 
+_NO_ACCESS = Access(0.0, 0.0, 8)
+
+
 @dataclasses.dataclass(frozen=True)
 class EnergyTable:
     """Energy per action of every component the cost model charges.
@@ -76,9 +82,11 @@ class EnergyTable:
     Attributes:
       name: the name `hardware(..., energy=name)` selects it by.
       source: where the numbers come from.
-      dram, smem, smem_metadata, rf, rf_metadata, lrf: storage accesses.
-      mac_pj: one effectual int8 multiply-accumulate.
-      mac_gated_pj: one MAC slot whose operand is zero, clock-gated.
+      dram, smem, rf, lrf: data accesses (`bits` = the access's block).
+      smem_metadata, rf_metadata, lrf_metadata: metadata accesses (`bits` = the
+        metadata word).
+      mac_pj: one executed int8 multiply-accumulate.
+      compare_pj: one compare-exchange of a TASD unit (8-bit magnitudes).
     """
 
     name: str
@@ -89,27 +97,75 @@ class EnergyTable:
     rf: Access
     rf_metadata: Access
     lrf: Access
+    lrf_metadata: Access
     mac_pj: float
-    mac_gated_pj: float
+    compare_pj: float
+
+    def per_access(self, dram_write_words_per_cycle: float) -> dataflow.Energies:
+        """Per-word / per-bit energies, as `dataflow` charges them."""
+        return dataflow.Energies(
+            dram=self.dram.read_pj_per_bit * 8,
+            smem_read=self.smem.read_pj_per_bit * 8,
+            smem_write=self.smem.write_pj_per_bit * 8,
+            smem_metadata_read=self.smem_metadata.read_pj_per_bit,
+            smem_metadata_write=self.smem_metadata.write_pj_per_bit,
+            rf_read=self.rf.read_pj_per_bit * 8,
+            rf_write=self.rf.write_pj_per_bit * 8,
+            lrf=self.lrf.read_pj_per_bit * 8,
+            lrf_metadata=self.lrf_metadata.read_pj_per_bit,
+            mac=self.mac_pj,
+            dram_write_words_per_cycle=dram_write_words_per_cycle,
+        )
 
 
-_SPARSELOOP_ERT = (
-    "Sparseloop MICRO'22 artefact, 45 nm int8 DSTC/STC energy reference table "
-    "(fig15_stc_related_setup/.../ert_art/int8/DSTC-RF2x-24-bandwidth/ERT_summary.yaml), "
-    "as listed in docs/cost_model.md"
+_ERT = (
+    "Sparseloop MICRO'22 artefact, fig15_stc_related_setup/architecture_templates/HW_systems/"
+    "ert_art/int8/{}/ERT_summary.yaml, as listed in docs/cost_model.md"
+)
+# A TASD unit's compare-exchange of two 8-bit magnitudes, charged as an int8 add
+# (Horowitz, ISSCC 2014, 45 nm: 0.03 pJ); the artefact has no comparator.
+_COMPARE_PJ = 0.03
+
+SPARSELOOP_TC = EnergyTable(
+    name="sparseloop_tc",
+    source=_ERT.format("TC-RF2x-24-bandwidth") + " (its estimators are the 65 nm ones)",
+    dram=Access(512.0, 512.0, 64),  # LPDDR4, 8-word block
+    smem=Access(536.05005, 599.806, 512),  # 256 KB SMEM, 64-word block
+    smem_metadata=_NO_ACCESS,  # the TC stores no metadata
+    rf=Access(3.1647, 3.20183, 8),
+    rf_metadata=_NO_ACCESS,
+    lrf=Access(0.02435, 0.02435, 8),  # the one-word latch per PE
+    lrf_metadata=_NO_ACCESS,
+    mac_pj=0.44688,
+    compare_pj=_COMPARE_PJ,
 )
 
-SPARSELOOP45 = EnergyTable(
-    name="sparseloop45",
-    source=_SPARSELOOP_ERT,
-    dram=Access(512.0, 512.0, 64),  # LPDDR4, 64-bit access: ERT system.DRAM read/write
-    smem=Access(285.71464, 316.96744, 512),  # 256 KB SMEM, 512-bit line: ERT SMEM read/write
-    smem_metadata=Access(25.8695, 19.6486, 64),  # 32 KB metadata SRAM, 64-bit word: ERT SMEM
-    rf=Access(1.65889, 1.67589, 8),  # 2 KB subpartition RF, 8-bit word: ERT RF read/write
-    rf_metadata=Access(0.95642, 0.95642, 8),  # ERT RF metadata_read/write (width assumed 8 bits)
-    lrf=Access(0.49218, 0.49218, 8),  # per-PE latch RF: ERT LRF read/write
-    mac_pj=0.5608,  # ERT MAC mac_random
-    mac_gated_pj=0.01798,  # ERT MAC mac_gated (= mac_skipped)
+SPARSELOOP_STC = EnergyTable(
+    name="sparseloop_stc",
+    source=_ERT.format("STC-RF2x-24-bandwidth"),
+    dram=Access(512.0, 512.0, 64),  # metadata at DRAM has no entry: free
+    smem=Access(285.71464, 316.96744, 512),
+    smem_metadata=Access(25.8695, 19.6486, 64),
+    rf=Access(1.65889, 1.67589, 8),
+    rf_metadata=_NO_ACCESS,  # Z is never compressed
+    lrf=Access(0.072, 0.072, 8),
+    lrf_metadata=Access(0.072, 0.072, 8),
+    mac_pj=0.5608,
+    compare_pj=_COMPARE_PJ,
+)
+
+SPARSELOOP_DSTC = EnergyTable(
+    name="sparseloop_dstc",
+    source=_ERT.format("DSTC-RF2x-24-bandwidth"),
+    dram=Access(512.0, 512.0, 64),
+    smem=Access(285.71464, 316.96744, 512),
+    smem_metadata=Access(25.8695, 19.6486, 64),
+    rf=Access(1.65889, 1.67589, 8),
+    rf_metadata=Access(0.95642, 0.95642, 16),
+    lrf=Access(0.49218, 0.49218, 16),  # 128 words per subpartition, 2-word block
+    lrf_metadata=Access(0.18108, 0.18108, 4),
+    mac_pj=0.5608,
+    compare_pj=_COMPARE_PJ,
 )
 
 
@@ -123,8 +179,8 @@ def _log_interpolate(size: float, lo: tuple[float, float], hi: tuple[float, floa
 # 8 KB 10 pJ, 32 KB 20 pJ, 1 MB 100 pJ; DRAM 1.3-2.6 nJ per 64 bits; int8
 # multiply 0.2 pJ, int8 add 0.03 pJ. Horowitz gives no buffer of 256 KB, so the
 # SMEM read is interpolated in log-log between the 32 KB and 1 MB points; no
-# register file, so the 8 KB SRAM (the smallest he lists) stands in for it; no
-# gated MAC, so Sparseloop's gated/ungated ratio (0.01798 / 0.5608) scales his MAC.
+# register file, so the 8 KB SRAM (the smallest he lists) stands in for it and
+# for the latches.
 _HOROWITZ_SMEM_PJ = _log_interpolate(256 * 1024, (32 * 1024, 20.0), (1024 * 1024, 100.0))
 _HOROWITZ_MAC_PJ = 0.2 + 0.03
 
@@ -135,13 +191,17 @@ HOROWITZ45 = EnergyTable(
     smem=Access(_HOROWITZ_SMEM_PJ, _HOROWITZ_SMEM_PJ, 64),  # ~52.5 pJ, interpolated 256 KB
     smem_metadata=Access(_HOROWITZ_SMEM_PJ, _HOROWITZ_SMEM_PJ, 64),  # same SRAM per bit
     rf=Access(10.0, 10.0, 64),  # 8 KB SRAM 64-bit read
-    rf_metadata=Access(10.0, 10.0, 64),  # 8 KB SRAM 64-bit read
-    lrf=Access(10.0, 10.0, 64),  # 8 KB SRAM 64-bit read (upper bound for a latch)
+    rf_metadata=Access(10.0, 10.0, 64),
+    lrf=Access(10.0, 10.0, 64),  # upper bound for a latch
+    lrf_metadata=Access(10.0, 10.0, 64),
     mac_pj=_HOROWITZ_MAC_PJ,  # int8 mult 0.2 + int8 add 0.03
-    mac_gated_pj=_HOROWITZ_MAC_PJ * 0.01798 / 0.5608,  # Sparseloop's gated ratio
+    compare_pj=_COMPARE_PJ,
 )
 
-ENERGY_TABLES: Mapping[str, EnergyTable] = {t.name: t for t in (SPARSELOOP45, HOROWITZ45)}
+ENERGY_TABLES: Mapping[str, EnergyTable] = {
+    t.name: t for t in (SPARSELOOP_TC, SPARSELOOP_STC, SPARSELOOP_DSTC, HOROWITZ45)
+}
+OWN_TABLE = "sparseloop"  # `hardware(name, energy=OWN_TABLE)`: each design's artefact table
 
 
 def canonical_series(series: "str | patterns.Pattern") -> str:
@@ -163,23 +223,15 @@ def _cost_order(spec: str) -> tuple:
 
 @dataclasses.dataclass(frozen=True)
 class Hardware:
-    """One accelerator: geometry, sparsity support and energy table.
+    """One accelerator: sparsity support, energy table and how it runs a series.
 
     GEMM convention `C[m, n] = A[m, k] @ B[k, n]`, B the weights, N:M groups along k.
+    The geometry (DRAM, 256 KB SMEM, four subpartitions of 16 x 16 int8 PEs) is the
+    Sparseloop artefact's, in `dataflow`.
 
     Attributes:
       name: registry name (or the alias it was asked by).
       description: what it models, with its source.
-      macs: MAC units (the array computes a `tile_m x tile_n` output block,
-        `tile_k` deep, per cycle: tile_m * tile_n * tile_k == macs).
-      dtype, value_bits: operand type and width (operands and outputs).
-      tile_m, tile_k, tile_n: the array's per-cycle block.
-      rf_tile_m, rf_tile_n: the output tile whose partial sums stay in the
-        register files while all of k streams past (the on-chip reuse tile).
-      smem_tile_m, smem_tile_n: the output tile whose partial sums stay in SMEM
-        while k streams from DRAM (used when neither operand fits in half SMEM).
-      smem_bytes: shared buffer capacity (data).
-      dram_bytes_per_cycle, smem_bytes_per_cycle: bandwidths.
       weight_modes, activation_modes: the (n, m) N:M modes the array runs on the
         weight operand B / the activation operand A, along k. (n, n) i.e. dense
         is always supported and need not be listed.
@@ -190,47 +242,33 @@ class Hardware:
         two terms); else any sum of its modes runs (term after term, or in one
         pass on the unrestricted `ttc`).
       sparse_operands: how many operands may be sparse in one GEMM (1: the
-        other is read densely and multiplexed, as NVIDIA's STC does).
-      one_pass: a series runs in one sweep over k and activations are decomposed
-        as they load (the TASD tensor core); else the terms take turns per
-        output tile, and activation terms need a decomposition pass.
-      unstructured: skips every zero of both operands (DSTC-like) with bitmap
+        other is read densely, as NVIDIA's STC does).
+      one_pass: a series runs in one sweep over k (the TASD tensor core); else
+        the terms take turns per output tile, streaming the dense operand once
+        per term.
+      tasd_units: the design decomposes activations in hardware (the TASD
+        tensor core's TASD units); elsewhere an activation series needs a
+        decomposition pass through DRAM.
+      unstructured: skips every zero of both operands (the DSTC) with bitmap
         metadata; any series is accepted and only lowers the density.
-      gates_zeros: MAC slots fed a zero are clock-gated (else charged in full).
+      dram_write_words_per_cycle: DRAM write bandwidth (the artefact's TC: 16).
       energy: the energy table.
     """
 
     name: str
     description: str
-    macs: int = 1024  # Sparseloop STC: 4 subpartitions x 256 PEs
-    dtype: str = "int8"  # Sparseloop STC: datawidth 8
-    value_bits: int = 8
-    tile_m: int = 16
-    tile_k: int = 4
-    tile_n: int = 16
-    rf_tile_m: int = 64  # 4 subpartitions x 16 rows ("a dense Z with M=16 and N=128")
-    rf_tile_n: int = 128
-    smem_tile_m: int = 128  # 128 x 256 int32 partial sums = 128 KB, half the SMEM
-    smem_tile_n: int = 256
-    smem_bytes: int = 256 * 1024  # Sparseloop STC SMEM: 4096 x 512 bits
-    dram_bytes_per_cycle: float = 32.0  # Sparseloop STC DRAM read_bandwidth 32 x 8-bit
-    smem_bytes_per_cycle: float = 42.0  # Sparseloop STC SMEM read_bandwidth 42 x 8-bit
     weight_modes: frozenset = frozenset()
     activation_modes: frozenset = frozenset()
     series: tuple = ()
     listed_series_only: bool = False
     sparse_operands: int = 1
     one_pass: bool = False
+    tasd_units: bool = False
     unstructured: bool = False
-    gates_zeros: bool = False
-    energy: EnergyTable = SPARSELOOP45
+    dram_write_words_per_cycle: float = 32.0
+    energy: EnergyTable = SPARSELOOP_STC
 
     def __post_init__(self):
-        if self.tile_m * self.tile_k * self.tile_n != self.macs:
-            raise ValueError(
-                f"hardware {self.name!r}: tile {self.tile_m}x{self.tile_k}x{self.tile_n} "
-                f"must hold exactly macs={self.macs} MACs"
-            )
         modes = self.weight_modes | self.activation_modes
         for spec in self.series:
             terms = patterns.as_series(spec).terms
@@ -314,7 +352,7 @@ PRIOR_DESIGNS = ("stc", "vegeta", "vegeta_m8")
 
 _TTC = (
     "TASD tensor core (TASD paper, Jeong et al., MLSys 2025): at most two terms of a series "
-    "in one pass over k, activations decomposed by TASD units as they load"
+    "in one pass over k, activations decomposed by TASD units at the PE array's output"
 )
 _PRIOR = (
     "one N:M pattern per pass: a series runs term after term, activations decomposed in a "
@@ -333,8 +371,10 @@ _HARDWARE = {
     for hw in (
         _design(
             "tc",
-            "TC: dense int8 tensor core, Sparseloop STC geometry (TC-RF2x-24-bandwidth)",
+            "TC: dense int8 tensor core (Sparseloop TC-RF2x-24-bandwidth, its own energy table)",
             listed_series_only=True,
+            dram_write_words_per_cycle=16.0,
+            energy=SPARSELOOP_TC,
         ),
         _design(
             "dstc",
@@ -342,7 +382,7 @@ _HARDWARE = {
             "merge of partial sums (Wang et al., ISCA 2021; Sparseloop DSTC-RF2x-24-bandwidth)",
             sparse_operands=2,
             unstructured=True,
-            gates_zeros=True,
+            energy=SPARSELOOP_DSTC,
         ),
         _design(
             "ttc_stc_m4",
@@ -350,7 +390,7 @@ _HARDWARE = {
             frozenset({(2, 4)}),
             listed_series_only=True,
             one_pass=True,
-            gates_zeros=True,
+            tasd_units=True,
         ),
         _design(
             "ttc_stc_m8",
@@ -358,7 +398,7 @@ _HARDWARE = {
             frozenset({(4, 8)}),
             listed_series_only=True,
             one_pass=True,
-            gates_zeros=True,
+            tasd_units=True,
         ),
         _design(
             "ttc_vegeta_m4",
@@ -367,7 +407,7 @@ _HARDWARE = {
             series=_M4_SERIES,
             listed_series_only=True,
             one_pass=True,
-            gates_zeros=True,
+            tasd_units=True,
         ),
         _design(
             "ttc_vegeta_m8",
@@ -377,14 +417,13 @@ _HARDWARE = {
             series=_M8_SERIES,
             listed_series_only=True,
             one_pass=True,
-            gates_zeros=True,
+            tasd_units=True,
         ),
         _design(
             "stc",
             "STC: NVIDIA sparse tensor core, 2:4 on one operand along k, the other multiplexed "
             f"(NVIDIA A100 whitepaper 2020; Sparseloop STC-RF2x-24-bandwidth); {_PRIOR}",
             frozenset({(2, 4)}),
-            gates_zeros=True,
         ),
         _design(
             "vegeta",
@@ -392,7 +431,6 @@ _HARDWARE = {
             f"{_PRIOR}",
             _M4,
             series=_M4_SERIES,
-            gates_zeros=True,
         ),
         _design(
             "vegeta_m8",
@@ -400,7 +438,6 @@ _HARDWARE = {
             f"design TTC-VEGETA-M8 is compared with); {_PRIOR}",
             _M4 | _M8,
             series=_M4_SERIES + _M8_SERIES,
-            gates_zeros=True,
         ),
         _design(
             "ttc",
@@ -410,7 +447,7 @@ _HARDWARE = {
             _M4 | _M8,
             series=_M4_SERIES + _M8_SERIES,
             one_pass=True,
-            gates_zeros=True,
+            tasd_units=True,
         ),
     )
 }
@@ -448,20 +485,24 @@ def design_name(name: str) -> str:
     return key
 
 
-def hardware(name: str, energy: str = "sparseloop45") -> Hardware:
-    """The accelerator registered as `name` (a design or an alias), with the energy table `energy`.
+def hardware(name: str, energy: str = OWN_TABLE) -> Hardware:
+    """The accelerator registered as `name` (a design or an alias).
 
-    An alias gives its design under the alias's name: `hardware("dense")` is
-    `tc` named "dense".
+    `energy` is `"sparseloop"` (each design its own table from the Sparseloop
+    artefact: the TC's, the DSTC's, and the STC's for the STC, VEGETA and TASD
+    tensor cores) or a name in `ENERGY_TABLES` to charge one table everywhere.
+    An alias gives its design under the alias's name: `hardware("dense")` is `tc`
+    named "dense".
 
     Raises:
       ValueError: unknown accelerator or energy table; the message lists the known ones.
     """
     design = _HARDWARE[design_name(name)]
-    if energy not in ENERGY_TABLES:
-        raise ValueError(f"unknown energy table {energy!r}; known: {sorted(ENERGY_TABLES)}")
+    if energy != OWN_TABLE and energy not in ENERGY_TABLES:
+        raise ValueError(
+            f"unknown energy table {energy!r}; known: {[OWN_TABLE] + sorted(ENERGY_TABLES)}")
     key = _key(name)
-    fields = {"energy": ENERGY_TABLES[energy]}
+    fields = {} if energy == OWN_TABLE else {"energy": ENERGY_TABLES[energy]}
     if key != design.name:
         fields.update(name=key, description=f"alias of {design.name!r}: {design.description}")
     return dataclasses.replace(design, **fields)

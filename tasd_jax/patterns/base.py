@@ -196,6 +196,7 @@ def parse(spec: "str | Pattern") -> Pattern:
         raise ValueError(f"pattern spec {spec!r}: {err}") from None
 
 
+@functools.lru_cache(maxsize=4096)  # specs are parsed in searches' inner loops; values are immutable
 def _parse_series(text: str) -> Pattern:
     parts = text.split("+")
     if any(not p.strip() for p in parts):

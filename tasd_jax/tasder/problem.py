@@ -167,6 +167,9 @@ class Problem:
         self._weights: dict[str, dict] = {}  # spec -> {layer: (values, density, dropped)}
         self._activation_dropped: dict[tuple[str, str], float] = {}
         self._gemms: dict[int, tuple] = {}
+        self._estimates: dict[tuple, cost.Estimate] = {}  # (choice, design, batch) -> estimate
+        self._gemm_costs: dict[tuple, tuple] = {}  # (design, batch, GEMM, operands) -> costs
+        self._relative_edps: dict[tuple, float] = {}  # (choice, design, batch) -> relative EDP
         self._metric_values: dict[tuple, float] = {}
         self._outcomes: dict[tuple, bool] = {}
         self.evaluations = self.batches_evaluated = 0
@@ -364,24 +367,52 @@ class Problem:
         non-zeros."""
         self._check(choice)
         hw = _hardware(hardware)
-        w_specs, a_specs, w_density, a_density = [], [], [], []
+        key = (choice.key(), hw, batch)
+        if key not in self._estimates:
+            self._estimates[key] = self._estimate(choice, hw, batch)
+        return self._estimates[key]
+
+    def _estimate(self, choice: Choice, hw: cost.Hardware, batch: int) -> cost.Estimate:
+        w_specs, a_specs, w_density, a_density = zip(*self._operands(choice, hw, batch))
+        return cost.estimate(self.gemms(batch), hw, weight_series=list(w_specs),
+                             activation_series=list(a_specs), density=list(w_density),
+                             activation_density=list(a_density))
+
+    def _operands(self, choice: Choice, hw: cost.Hardware, batch: int) -> list[tuple]:
+        """Per GEMM: (weight series, activation series, weight density, activation density)."""
+        out = []
         for g in self.gemms(batch):
             layer = _layer_of(g)
             w = choice.weights.get(layer, "dense") if g.weight else "dense"
             a = choice.activations.get(layer, "dense")
-            w_specs.append(w)
-            a_specs.append(a)
             if w != "dense":
-                w_density.append(self.weight_series(w)[layer][1])
+                w_density = self.weight_series(w)[layer][1]
             else:  # the zeros the weights already have count where the design skips them
                 exploited = hw.unstructured and g.weight and layer in self.layers
-                w_density.append(self._kernel_density(layer) if exploited else 1.0)
+                w_density = self._kernel_density(layer) if exploited else 1.0
             stats = self.activation_stats.get(layer)
             exploited = a != "dense" or hw.unstructured
-            a_density.append(1.0 - stats.mean_sparsity if stats and exploited else 1.0)
-        return cost.estimate(self.gemms(batch), hw, weight_series=w_specs,
-                             activation_series=a_specs, density=w_density,
-                             activation_density=a_density)
+            out.append((w, a, w_density,
+                        1.0 - stats.mean_sparsity if stats and exploited else 1.0))
+        return out
+
+    def _rows(self, choice: Choice, hw: cost.Hardware, batch: int) -> np.ndarray:
+        """[G, 2] cycles and pJ of each GEMM under the choice. A GEMM's costs depend on
+        its own operands only, so each is estimated once per design and batch: a search
+        compares thousands of choices that differ in a layer or two."""
+        operands = self._operands(choice, hw, batch)
+        design = (hw.name, hash(hw))  # hashing the design once, not per GEMM
+        keys = [(design, batch, i, op) for i, op in enumerate(operands)]
+        missing = [i for i, key in enumerate(keys) if key not in self._gemm_costs]
+        if missing:
+            gemms = self.gemms(batch)
+            w, a, dw, da = zip(*(operands[i] for i in missing))
+            est = cost.estimate([gemms[i] for i in missing], hw, weight_series=list(w),
+                                activation_series=list(a), density=list(dw),
+                                activation_density=list(da))
+            for j, i in enumerate(missing):
+                self._gemm_costs[keys[i]] = (est.cycles[j], est.energy_pj[j])
+        return np.array([self._gemm_costs[key] for key in keys])
 
     @functools.lru_cache(maxsize=None)
     def _kernel_density(self, layer: str) -> float:
@@ -389,12 +420,30 @@ class Problem:
         return float(np.count_nonzero(kernel) / kernel.size) if kernel.size else 1.0
 
     def relative_edp(self, choice: Choice, hardware: "str | cost.Hardware", batch: int = 1) -> float:
-        """EDP of the choice on `hardware` over the dense model's on `tc`, both at `batch`."""
-        return self.estimate(choice, hardware, batch).total_edp / self._tc_dense_edp(batch)
+        """EDP of the choice on `hardware` over the dense model's on `tc`, both at `batch`
+        (EDP = total cycles x total energy, as `cost.Estimate.total_edp`)."""
+        self._check(choice)
+        hw = _hardware(hardware)
+        key = (choice.key(), hw.name, hash(hw), batch)
+        if key not in self._relative_edps:
+            rows = self._rows(choice, hw, batch)
+            self._relative_edps[key] = (float(rows[:, 0].sum() * rows[:, 1].sum())
+                                        / self._tc_dense_edp(batch))
+        return self._relative_edps[key]
+
+    def relative_layer_edp(self, choice: Choice, hardware: "str | cost.Hardware",
+                           batch: int = 1) -> float:
+        """`relative_edp` with the other aggregation: sums of per-GEMM EDPs."""
+        self._check(choice)
+        rows = self._rows(choice, _hardware(hardware), batch)
+        return float((rows[:, 0] * rows[:, 1]).sum()) / self._tc_dense(batch).layer_edp_sum
 
     @functools.lru_cache(maxsize=None)  # noqa: B019
+    def _tc_dense(self, batch: int) -> cost.Estimate:
+        return cost.estimate(self.gemms(batch), "tc")
+
     def _tc_dense_edp(self, batch: int) -> float:
-        return cost.estimate(self.gemms(batch), "tc").total_edp
+        return self._tc_dense(batch).total_edp
 
     def evaluate(self, choice: Choice, hardware: "str | cost.Hardware", batch: int = 1) -> Evaluated:
         """The choice's metric and relative EDP (`relative_edp`)."""

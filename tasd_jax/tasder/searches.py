@@ -29,7 +29,9 @@ the batch are arguments here) and returns a `Result`:
   is paid for, where the whole still saves EDP, by easing other layers: one
   layer a step back up its ladder (or, on a single-sparse-operand design,
   its series moved to the other operand), else a run of such eases, cheapest
-  first (`_swap`); a step nothing pays for blocks its layer operand. Blocked layer operands are retried once later
+  first (`_swap`); if nothing pays for it, the same is tried with the layer
+  stepping further down (a deeper rung saves more, so it can pay for eases a
+  shallow one cannot); a step nothing pays for blocks its layer operand. Blocked layer operands are retried once later
   steps have been taken, until nothing changes or `refine_evaluations`
   metric evaluations are spent (default `REFINE_EVALUATIONS`: on the MNIST
   ResNet-20 with both operands this keeps the search under 15 s; `None`
@@ -70,11 +72,13 @@ class Result(NamedTuple):
       metric: the user's metric with every chosen series applied (measured).
       relative_edp: the modelled EDP of the choice on `hardware` over the dense
         model's on `tc`, both for `batch` examples (EDP = total cycles x total
-        energy of the model's GEMMs).
+        energy of the model's GEMMs: what the search minimises).
       baseline: the metric of the unmodified model; budget: the fraction kept.
       hardware, batch, mode, operand: what was searched.
       seconds: the search's wall time; evaluations: metric evaluations it made
         (an early-stopped one counts once; choices measured before are free).
+      relative_layer_edp: the same ratio with the other aggregation, the sum of
+        per-GEMM EDPs (None in results saved before it was recorded).
 
     Example:
       >>> result = search(problem, hardware="ttc_vegeta_m8", budget=0.99)
@@ -93,6 +97,7 @@ class Result(NamedTuple):
     operand: str
     seconds: float = 0.0
     evaluations: int = 0
+    relative_layer_edp: float | None = None
 
 
 class _Search(NamedTuple):
@@ -317,12 +322,27 @@ def _descend(search: _Search, current: Choice, evaluations: int | None) -> Choic
         near_edge = lo < len(chain)
         if near_edge:
             op, layer, spec = chain[lo][1]  # the step that broke the budget
-            swapped = _swap(search, current, op, layer, spec)
+            swapped = None
+            for rung in _rungs_from(search, current, op, layer, spec):
+                swapped = _swap(search, current, op, layer, rung)
+                if swapped is not None:
+                    break
             if swapped is not None:
                 current, accepted = swapped, accepted + 1
             else:
                 rejected[op, layer] = (compute_cost(spec), accepted)
     return current
+
+
+def _rungs_from(search: _Search, current: Choice, op: str, layer: str, spec: str) -> list[str]:
+    """`spec` and the rungs below it on the layer operand's ladder that save more EDP
+    than it does, next rung first: a deeper step may pay for the eases a shallow one
+    cannot (a rung whose EDP barely drops, as a two-term series on a memory-bound layer)."""
+    specs = search.weight_specs if op == "weights" else search.activation_specs
+    edp = search.edp(search.with_move(current, op, layer, spec))
+    deeper = [s for s in specs if compute_cost(s) < compute_cost(spec)
+              and search.edp(search.with_move(current, op, layer, s)) < edp]
+    return [spec] + sorted(deeper, key=compute_cost, reverse=True)
 
 
 def _step_up(search: _Search, choice: Choice, op: str, layer: str, to_dense: bool) -> Choice:
@@ -516,4 +536,5 @@ def search(problem: Problem, *, hardware: "str | cost.Hardware" = "ttc_vegeta_m8
                          "random sampling)")
     return Result(choice, metric, state.edp(choice), problem.baseline, float(budget),
                   state.hw.name, int(batch), mode, operand, time.perf_counter() - start,
-                  problem.evaluations - evaluations)
+                  problem.evaluations - evaluations,
+                  problem.relative_layer_edp(choice, state.hw, batch))
