@@ -214,6 +214,11 @@ def test_series_metrics_and_reconstruct_reject_mismatched_terms():
         tasd.series_metrics(x, terms, "2:4")
     with pytest.raises(ValueError, match="not a decomposition of x"):
         tasd.series_metrics(x, (x, x))  # overlapping supports
+    two_four = tasd.decompose(x, "2:4")
+    with pytest.raises(ValueError, match=r"terms\[0\] keeps more than 1:8 allows along axis 0"):
+        tasd.series_metrics(x, two_four, "1:8")  # would report 1:8's compute cost
+    with pytest.raises(ValueError, match="keeps more than 2:4 allows along axis 1"):
+        tasd.series_metrics(x, two_four, "2:4", axis=1)  # grouped along the other axis
     with pytest.raises(ValueError, match="share one shape"):
         tasd.reconstruct((x, x[:1]))
     metrics = tasd.series_metrics(x, terms, "2:4+1:8")
