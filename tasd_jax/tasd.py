@@ -131,6 +131,9 @@ def reconstruct(terms: Sequence[jax.Array]) -> jax.Array:
     Raises ValueError for no terms or terms of different shapes (a series'
     terms share the original's shape; broadcasting would hide a mix-up).
     """
+    if isinstance(terms, (str, bytes)) or not isinstance(terms, Sequence):
+        raise ValueError(f"terms must be a sequence of arrays (a list or tuple), got "
+                         f"{type(terms).__name__}")
     if not terms:
         raise ValueError("reconstruct needs at least one term")
     shapes = [tuple(np.shape(t)) for t in terms]
