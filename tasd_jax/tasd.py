@@ -131,6 +131,9 @@ def reconstruct(terms: Sequence[jax.Array]) -> jax.Array:
     Raises ValueError for no terms or terms of different shapes (a series'
     terms share the original's shape; broadcasting would hide a mix-up).
     """
+    if isinstance(terms, (str, bytes)) or not isinstance(terms, Sequence):
+        raise ValueError(f"terms must be a sequence of arrays (a list or tuple), got "
+                         f"{type(terms).__name__}")
     if not terms:
         raise ValueError("reconstruct needs at least one term")
     shapes = [tuple(np.shape(t)) for t in terms]
@@ -164,7 +167,8 @@ class SeriesMetrics(NamedTuple):
     compute_cost: float  # sum(Ni / Mi): fraction of dense compute on N:M hardware
 
 
-def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None) -> SeriesMetrics:
+def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None,
+                   axis: int | None = None) -> SeriesMetrics:
     """Metrics of a decomposition of `x` into `terms`; `series` (spec or
     pattern) gives compute_cost, which is NaN when it is not given.
 
@@ -177,9 +181,11 @@ def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None)
         term's shape differs from `x`'s; `series` has another number of terms;
         or the terms are not a decomposition of `x` (where their sum is
         non-zero it must equal `x`, as `decompose` guarantees), which would
-        report fractions above 1.
+        report fractions above 1; or, with `series`, a term keeps more than its
+        N:M allows along `axis` (as `decompose`'s: None is the kernel's
+        contraction axis), which would report the wrong compute cost.
     """
-    _check_decomposition(x, terms, series)
+    _check_decomposition(x, terms, series, axis)
     x = np.asarray(x, np.float64)
     approx = np.asarray(reconstruct(terms), np.float64)
     nonzero = x != 0
@@ -199,7 +205,7 @@ def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None)
     )
 
 
-def _check_decomposition(x: Any, terms: Sequence[Any], series: Any) -> None:
+def _check_decomposition(x: Any, terms: Sequence[Any], series: Any, axis: int | None) -> None:
     """The checks of `series_metrics`, on the host, before any work."""
     x = np.asarray(patterns.base.as_real_array(x, "x", allow_bool=False))
     if isinstance(terms, (str, bytes)) or not isinstance(terms, Sequence) or not terms:
@@ -222,6 +228,13 @@ def _check_decomposition(x: Any, terms: Sequence[Any], series: Any) -> None:
             f"the terms are not a decomposition of x: at {stray} element(s) their sum is "
             "non-zero and differs from x (terms must be x's values on disjoint supports)"
         )
+    if series is not None and x.ndim:
+        resolved = _resolve_axis(axis, x.ndim)
+        for i, (term, pattern) in enumerate(zip(terms, expected)):
+            if not bool(pattern.conforms(jnp.asarray(np.asarray(term) != 0), resolved)):
+                raise ValueError(
+                    f"terms[{i}] keeps more than {pattern.spec()} allows along axis {resolved}: "
+                    f"it is not term {i} of series {patterns.as_series(series).spec()!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,7 +302,7 @@ def decompose_tree(
                                      series_metrics(leaf, (leaf,), "dense")))
         else:
             report.append(LeafReport(path, tuple(leaf.shape), rule.value.spec(), axes[path], True,
-                                     series_metrics(leaf, terms[path], rule.value)))
+                                     series_metrics(leaf, terms[path], rule.value, axes[path])))
     return TreeDecomposition({p: terms[p] for p in flat}, report)
 
 

@@ -64,8 +64,15 @@ class Rule(NamedTuple):
 
 def as_rules(rules: Sequence[Rule | tuple]) -> tuple[Rule, ...]:
     """Accepts Rule values or (pattern, value[, axis]) tuples; checks the regexes."""
+    if isinstance(rules, (str, bytes)) or not isinstance(rules, Sequence):
+        raise ValueError(f"rules {rules!r:.80} must be a list of (path_regex, spec) or "
+                         "(path_regex, spec, axis) tuples")
     out = []
     for rule in rules:
+        if (isinstance(rule, (str, bytes)) or not isinstance(rule, (tuple, list))
+                or not 2 <= len(rule) <= 3):
+            raise ValueError(
+                f"rule {rule!r:.80} must be (path_regex, spec) or (path_regex, spec, axis)")
         rule = Rule(*rule)
         try:
             re.compile(rule.pattern)

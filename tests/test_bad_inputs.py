@@ -205,6 +205,19 @@ def test_tvw_masks_conform(g, shape, kind):
 # --- 6. mismatched arguments --------------------------------------------------
 
 
+def test_malformed_rules_series_name_and_term_generators_get_clear_errors():
+    w = {"k": jnp.ones((4, 4))}
+    for rules in ([("k", "2:4", -2, 5)], ["k"], "k"):
+        with pytest.raises(ValueError, match=r"must be .*\(path_regex, spec\)"):
+            tasd.decompose_tree(w, rules)
+        with pytest.raises(ValueError, match=r"must be .*\(path_regex, spec\)"):
+            pruning.prune_tree(w, rules)
+    with pytest.raises(ValueError, match=r"pattern 'series' needs parameter\(s\) \['terms'\].*'N:M\+N:M'"):
+        patterns.parse("series")
+    with pytest.raises(ValueError, match="terms must be a sequence of arrays.*got generator"):
+        tasd.reconstruct(t for t in [jnp.ones(4)])
+
+
 def test_series_metrics_and_reconstruct_reject_mismatched_terms():
     x = _weights((8, 4))
     terms = tasd.decompose(x, "2:4+1:8")
@@ -214,6 +227,11 @@ def test_series_metrics_and_reconstruct_reject_mismatched_terms():
         tasd.series_metrics(x, terms, "2:4")
     with pytest.raises(ValueError, match="not a decomposition of x"):
         tasd.series_metrics(x, (x, x))  # overlapping supports
+    two_four = tasd.decompose(x, "2:4")
+    with pytest.raises(ValueError, match=r"terms\[0\] keeps more than 1:8 allows along axis 0"):
+        tasd.series_metrics(x, two_four, "1:8")  # would report 1:8's compute cost
+    with pytest.raises(ValueError, match="keeps more than 2:4 allows along axis 1"):
+        tasd.series_metrics(x, two_four, "2:4", axis=1)  # grouped along the other axis
     with pytest.raises(ValueError, match="share one shape"):
         tasd.reconstruct((x, x[:1]))
     metrics = tasd.series_metrics(x, terms, "2:4+1:8")

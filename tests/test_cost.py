@@ -292,6 +292,12 @@ def test_bad_arguments_raise():
         cost.estimate(g, "dense", weight_series=["dense"] * 3)
     with pytest.raises(ValueError, match="at least one GEMM"):
         cost.estimate([], "dense")
+    with pytest.raises(TypeError, match="hw must be a Hardware or a design name, got None"):
+        cost.estimate(g, None)
+    with pytest.raises(ValueError, match="activation_placement='pe' must be one of"):
+        cost.estimate(g, "ttc", activation_placement="pe")
+    with pytest.raises(ValueError, match="mapping_objective='energy' must be one of"):
+        cost.estimate(g, "ttc", mapping_objective="energy")
 
 
 def test_series_forms_agree_batch_multiplies_and_attention_stays_dense():

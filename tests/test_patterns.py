@@ -187,6 +187,12 @@ def test_traced_sparsity_does_not_recompile():
     assert masks_at._cache_size() == 1
 
 
+@pytest.mark.parametrize("spec", ["ew(sparsity=0.5)", "2:4", "tw(sparsity=0.5,g=4)"])
+def test_every_pattern_refuses_an_axis_out_of_range(spec):
+    with pytest.raises(ValueError, match="axis=99 is out of range for an array of rank 2"):
+        patterns.parse(spec).mask(jnp.ones((8, 8)), axis=99)
+
+
 def test_gemm_patterns_need_a_contraction_axis():
     with pytest.raises(ValueError, match="output axis"):
         patterns.TileWise().mask(jnp.ones((8, 8)), axis=-1)

@@ -124,6 +124,8 @@ def test_rule_selecting_a_bias_is_an_error():
         (dict(rules=[("kernel", "tw(sparsity=0.75,q=3)")]), "unknown parameter"),
         (dict(rules=[("kernel", "2:4")], score="fisher"), "unknown pruning score"),
         (dict(rules=[("kernel", "2:4")], taylor_steps=0), "taylor_steps=0"),
+        (dict(rules=[("kernel", "2:4")], taylor_steps=2.5), "taylor_steps=2.5 must be an integer"),
+        (dict(rules=[("kernel", "2:4")], taylor_steps=True), "taylor_steps=True must be an integer"),
         (dict(rules=[("([", "2:4")]), "not a valid regex"),
         (dict(rules=[]), "at least one"),
     ],

@@ -212,7 +212,7 @@ def _random_sparse(sparsity, seed=0, shape=(512, 512)):
 )
 def test_published_retention_on_random_matrices(sparsity, spec, kept, cost):
     x = _random_sparse(sparsity)
-    metrics = tasd.series_metrics(x, tasd.decompose(x, spec, -1), spec)
+    metrics = tasd.series_metrics(x, tasd.decompose(x, spec, -1), spec, axis=-1)
     assert metrics.kept_nonzero == pytest.approx(kept, abs=0.01)
     assert metrics.compute_cost == cost
     assert metrics.kept_l2 >= metrics.kept_nonzero  # the largest values go first

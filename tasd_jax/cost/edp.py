@@ -135,13 +135,16 @@ def estimate(
       An `Estimate`.
 
     Raises:
-      TypeError: an entry of `gemms` that is not a `GEMM` (`check_gemms`).
+      TypeError: an entry of `gemms` that is not a `GEMM` (`check_gemms`), or `hw`
+        neither a `Hardware` nor a name.
       ValueError: a GEMM size that is not an integer >= 0, a series the
         hardware cannot run (naming both), a sparse series on both operands of
         a single-sparse-operand design, a density outside [0, 1], a mapping
         naming unknown GEMMs, a mapping over GEMMs that share a name, or an
         unknown placement.
     """
+    if not isinstance(hw, (str, Hardware)):
+        raise TypeError(f"hw must be a Hardware or a design name, got {hw!r:.60}")
     hw = hardware(hw) if isinstance(hw, str) else hw
     gemms = check_gemms(gemms)
     if not gemms:

@@ -189,6 +189,12 @@ def parse(spec: "str | Pattern") -> Pattern:
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown} for {name}; known: {sorted(known)}")
+        missing = sorted(f.name for f in dataclasses.fields(cls) if f.init and f.name not in kwargs
+                         and f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)
+        if missing:
+            hint = " (a series is spelled 'N:M+N:M', e.g. '2:4+1:8')" if name == "series" else ""
+            raise ValueError(f"pattern {name!r} needs parameter(s) {missing}{hint}")
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
         if str(err).startswith("pattern spec"):

@@ -33,8 +33,9 @@ class ElementWise(base.ThresholdPattern):
         self.validate_sparsity(self.sparsity)
 
     def masks(self, scores, axis=-2, *, sparsity=None):
-        del axis
         scores = [base.scores_as_float(s) for s in scores]
+        for s in scores:  # no grouping axis, but a bad one is refused as by every pattern
+            base.normalize_axis(axis, max(jnp.ndim(s), 1))
         return prune_lowest(scores, [1] * len(scores), target_count(_total(scores), self._sparsity(sparsity)))
 
 

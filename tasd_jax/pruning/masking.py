@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from tasd_jax import patterns
@@ -92,8 +93,9 @@ class Pruner:
         )
         object.__setattr__(self, "rules", rules)
         scores_lib.check_score(self.score)
-        if self.taylor_steps < 1:
-            raise ValueError(f"taylor_steps={self.taylor_steps} must be >= 1")
+        if (isinstance(self.taylor_steps, bool) or not isinstance(self.taylor_steps, (int, np.integer))
+                or self.taylor_steps < 1):
+            raise ValueError(f"taylor_steps={self.taylor_steps!r} must be an integer >= 1")
         if not rules:
             raise ValueError("a Pruner needs at least one (path_regex, pattern) rule")
         # Pattern sparsities are scaled by the schedule's (`sparsity_scale`): a
