@@ -145,14 +145,20 @@ def stored_values(k: int, n: int, m: int) -> int:
     return k if n >= m else n * -(-k // m)
 
 
-def term_geometry(n: int, m: int) -> tuple[float, int, int]:
-    """(density, spatial K factor Ks, metadata bits charged per stored value) of an n:m term."""
+def term_geometry(n: int, m: int) -> tuple[int, int]:
+    """(spatial K factor Ks, metadata bits charged per stored value) of an n:m term."""
     if n >= m:
-        return 1.0, PE_COLUMNS, 0
+        return PE_COLUMNS, 0
     if n > PE_COLUMNS:
         raise ValueError(f"term {n}:{m}: at most {PE_COLUMNS} kept values fit a PE row")
     bits = max(1, math.ceil(math.log2(m)))
-    return n / m, (PE_COLUMNS // n) * m, 1 << math.ceil(math.log2(bits))
+    return (PE_COLUMNS // n) * m, 1 << math.ceil(math.log2(bits))
+
+
+# An empty GEMM (a size of 0) costs nothing on either dataflow.
+_EMPTY = LevelCosts(0.0, 0.0, 0.0, 0.0, dict.fromkeys(("dram", "smem", "rf", "lrf", "mac"), 0.0),
+                    dict.fromkeys(("dram_read", "dram_write", "smem_read", "smem_write"), 0.0),
+                    0.0, ())
 
 
 @functools.lru_cache(maxsize=65536)
@@ -167,16 +173,14 @@ def structured(m: int, k: int, n: int, terms: tuple, passes: int, a_stored_dense
     objective: which mapping wins (`OBJECTIVES`).
     """
     if m == 0 or k == 0 or n == 0:
-        return LevelCosts(0.0, 0.0, 0.0, 0.0, dict.fromkeys(("dram", "smem", "rf", "lrf", "mac"), 0.0),
-                          dict.fromkeys(("dram_read", "dram_write", "smem_read", "smem_write"), 0.0),
-                          0.0, ())
+        return _EMPTY
     geometry = [term_geometry(tn, tm) for tn, tm in terms]
     stored = [stored_values(k, tn, tm) for tn, tm in terms]  # per row of A, as packed
     values_per_mk = sum(stored) / k
-    meta_per_mk = sum(v * b for v, (_, _, b) in zip(stored, geometry)) / k  # bits per M*K
-    # The array walks K in steps of Ks positions per term, the last step padded.
-    k_steps = sum(-(-k // ks) for _, ks, _ in geometry)
-    rf_updates_per_mn = k_steps
+    meta_per_mk = sum(v * b for v, (_, b) in zip(stored, geometry)) / k  # bits per M*K
+    # The array walks K in steps of Ks positions per term, the last step padded; each
+    # step ends in one update of every output's partial sum in the RF.
+    k_steps = sum(-(-k // ks) for ks, _ in geometry)
 
     rows = []
     for m_sp in range(1, SUBPARTITIONS + 1):
@@ -210,7 +214,7 @@ def structured(m: int, k: int, n: int, terms: tuple, passes: int, a_stored_dense
     compute = m_d * n_d * m_s * n_s * n_l * k_steps
     lrf_reads = executed
     lrf_fills = executed / n_l
-    rf_updates = mp * n_pad * rf_updates_per_mn
+    rf_updates = mp * n_pad * k_steps
     rf_fills = mp * n_pad
     rf_reads = rf_updates - rf_fills
     smem_a_reads = lrf_fills
@@ -298,9 +302,7 @@ def unstructured(m: int, k: int, n: int, density_a: float, density_b: float,
     """Costs of `Z[m, n] = A[m, k] B[n, k]` on the DSTC dataflow, A and B with the given
     shares of non-zeros, best mapping (see the module docstring)."""
     if m == 0 or k == 0 or n == 0:
-        return LevelCosts(0.0, 0.0, 0.0, 0.0, dict.fromkeys(("dram", "smem", "rf", "lrf", "mac"), 0.0),
-                          dict.fromkeys(("dram_read", "dram_write", "smem_read", "smem_write"), 0.0),
-                          0.0, ())
+        return _EMPTY
     mp, np_ = _ceil_to(m, 2 * PE_ROWS), _ceil_to(n, 2 * PE_COLUMNS)
     # Padding rows are zeros, which a compressed operand does not store or multiply.
     density_a, density_b = density_a * m / mp, density_b * n / np_

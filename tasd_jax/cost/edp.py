@@ -175,7 +175,8 @@ def estimate(
                     f"hardware {hw.name!r} runs a series on one operand only; GEMM {g.name!r} "
                     f"has weight series {w!r} and activation series {a!r}")
 
-    rows = [_gemm_costs(g, hw, wt, at, dwi, dai, activation_placement, mapping_objective)
+    table = hw.energy.per_access(hw.dram_write_words_per_cycle)
+    rows = [_gemm_costs(g, hw, table, wt, at, dwi, dai, activation_placement, mapping_objective)
             for g, wt, at, dwi, dai in zip(gemms, w_terms, a_terms, dw, da)]
     column = lambda f: np.array([f(r) for r in rows], np.float64)  # noqa: E731
     energy_by_part = {part: column(lambda r, p=part: r[0].energy_pj.get(p, 0.0) + r[1].get(p, 0.0))
@@ -206,11 +207,11 @@ def _coverage(terms: tuple) -> float:
     return min(1.0, sum(n / m for n, m in terms))
 
 
-def _gemm_costs(g: GEMM, hw: Hardware, w_terms: tuple, a_terms: tuple, dw: float, da: float,
-                placement: str, objective: str) -> tuple[dataflow.LevelCosts, dict]:
+def _gemm_costs(g: GEMM, hw: Hardware, table: dataflow.Energies, w_terms: tuple, a_terms: tuple,
+                dw: float, da: float, placement: str,
+                objective: str) -> tuple[dataflow.LevelCosts, dict]:
     """One GEMM's costs, `batch` times over, and the extra parts (TASD units, decomposition pass)."""
     extra = {}
-    table = hw.energy.per_access(hw.dram_write_words_per_cycle)
     if hw.unstructured:
         costs = dataflow.unstructured(
             g.n, g.k, g.m, round(min(dw, _coverage(w_terms)), 4),
@@ -227,7 +228,7 @@ def _gemm_costs(g: GEMM, hw: Hardware, w_terms: tuple, a_terms: tuple, dw: float
             compares = values * sum(math.log2(m) * (math.log2(m) + 1) / 4 for n, m in terms if n < m)
             extra["tasd"] = compares * hw.energy.compare_pj
             if not hw.tasd_units:  # a decomposition pass through DRAM first
-                stored = sum(values * (n / m) * (1 + dataflow.term_geometry(n, m)[2] / 8)
+                stored = sum(values * (n / m) * (1 + dataflow.term_geometry(n, m)[1] / 8)
                              for n, m in terms if n < m)
                 words = values + stored
                 extra["dram"] = words * hw.energy.dram.read_pj_per_bit * 8
