@@ -6,12 +6,11 @@ one, never half of one. (A JSON-lines log may also be appended to row by row;
 `read_jsonl` drops a last row that a kill cut short.)
 """
 
-import contextlib
 import csv
 import io
 import json
 import os
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 from absl import logging
 import matplotlib
@@ -19,16 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-
-@contextlib.contextmanager
-def _atomic(path: str, mode: str = "w") -> Iterator[Any]:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, mode, **({"newline": ""} if "b" not in mode else {})) as f:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from tasd_jax import files  # noqa: E402
 
 
 def jsonable(obj: Any) -> Any:
@@ -39,13 +29,12 @@ def jsonable(obj: Any) -> Any:
 
 def write_json(path: str, obj: Any) -> None:
     """`obj` as indented JSON (numpy scalars and other values via str)."""
-    with _atomic(path) as f:
-        json.dump(obj, f, indent=2, default=_jsonable)
+    files.write_jsonfiles.atomic_open(path, obj, default=_jsonable)
 
 
 def write_text(path: str, text: str) -> None:
     """A text file (e.g. a Markdown report), replaced at once."""
-    with _atomic(path) as f:
+    with files.atomic_open(path) as f:
         f.write(text)
 
 
@@ -63,7 +52,7 @@ def read_json(path: str) -> Any:
 
 def write_jsonl(path: str, rows: Iterable[dict]) -> None:
     """One JSON object per line (the whole file, replaced at once)."""
-    with _atomic(path) as f:
+    with files.atomic_open(path) as f:
         f.writelines(json.dumps(r, default=_jsonable) + "\n" for r in rows)
 
 
@@ -88,7 +77,7 @@ def write_csv(path: str, rows: Sequence[dict], fields: Sequence[str] | None = No
         if not rows:
             raise ValueError(f"write_csv({path!r}): no rows and no fields to write")
         fields = list(rows[0])
-    with _atomic(path) as f:
+    with files.atomic_open(path) as f:
         writer = csv.DictWriter(f, fieldnames=list(fields))
         writer.writeheader()
         writer.writerows(rows)
@@ -99,7 +88,7 @@ def save_figure(fig: plt.Figure, path: str, dpi: int = 110) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
-    with _atomic(path, "wb") as f:
+    with files.atomic_open(path, "wb") as f:
         f.write(buffer.getvalue())
 
 

@@ -24,7 +24,7 @@ from typing import Any, Mapping, NamedTuple
 import jax
 import numpy as np
 
-from tasd_jax import tree_paths
+from tasd_jax import files, tree_paths
 
 MODEL_FILE = "model.json"
 COLLECTIONS = ("params", "batch_stats")
@@ -119,10 +119,7 @@ def save_export(
         "dataset": dataset,
         "pruning_rules": [[str(r[0]), str(r[1])] for r in pruning_rules],
     }
-    tmp = os.path.join(export_dir, MODEL_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=2)
-    os.replace(tmp, os.path.join(export_dir, MODEL_FILE))
+    files.write_json_atomic(os.path.join(export_dir, MODEL_FILE), meta)
 
 
 def load_export(export_dir: str) -> Export:

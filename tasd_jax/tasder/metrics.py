@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tasd_jax import classification
+
 Apply = Callable[[Any, Any], Any]
 Metric = Callable[[Apply, Any], float]
 
@@ -166,8 +168,7 @@ def top1_accuracy(batches: Iterable[Any], inputs: str = "image", label: str = "l
 
     @jax.jit
     def hits(logits, labels, weights):
-        labels = jnp.argmax(labels, -1) if labels.ndim == logits.ndim else labels
-        return jnp.sum((jnp.argmax(logits, -1) == labels) * weights), jnp.sum(weights)
+        return jnp.sum(classification.correct(logits, labels) * weights), jnp.sum(weights)
 
     def score(apply, variables, batch):
         labels = jnp.asarray(batch[label])

@@ -23,7 +23,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import numpy as np
 
-from tasd_jax import tree_paths
+from tasd_jax import files, tree_paths
 from tasd_jax.tasder import activations
 from tasd_jax.tasder.problem import Choice, Problem
 from tasd_jax.tasder.searches import Result
@@ -74,10 +74,7 @@ def save(directory: str, problem: Problem, result: Result, extra: dict | None = 
     np.savez(tmp, **flat)
     os.replace(tmp, os.path.join(directory, VARIABLES_FILE))
     record = {**result._asdict(), "choice": result.choice._asdict(), "extra": extra or {}}
-    tmp = os.path.join(directory, RESULT_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2)
-    os.replace(tmp, os.path.join(directory, RESULT_FILE))
+    files.write_json_atomic(os.path.join(directory, RESULT_FILE), record)
     return directory
 
 
