@@ -3,7 +3,7 @@
     python -m benchmarks.train_step            # CPU; writes OUT_DIR/train_step_cpu.{json,md}
     python -m benchmarks.train_step --reps=41 --steps=20
 
-For each model, two jitted `tasd_jax.train.train_step`s (donated state, as in
+For each model, two jitted `tasd_jax.training.train_step`s (donated state, as in
 the training loop) are timed in one run with interleaved repetitions: the
 dense one with SGD + momentum, and the masked one with the same optimizer
 wrapped by `pruning.prune` (tw2 75%, G = 32, on every kernel but the head,
@@ -21,7 +21,7 @@ import optax
 from benchmarks import common
 from tasd_jax import models
 from tasd_jax import pruning
-from tasd_jax import train
+from tasd_jax import training
 
 # name, model, model kwargs, image shape, batch size
 CASES = (
@@ -45,14 +45,14 @@ def _states(model_name, kwargs, image_shape, batch_size):
         global_threshold=True,
     )
     key = jax.random.PRNGKey(0)
-    dense = train.create_train_state(key, model, batch, inner)
-    masked = train.create_train_state(key, model, batch, pruning.prune(inner, pruner))
+    dense = training.create_train_state(key, model, batch, inner)
+    masked = training.create_train_state(key, model, batch, pruning.prune(inner, pruner))
     return dense, masked, batch, pruner
 
 
 def run(reps: int, steps: int) -> dict:
     mach = common.machine()
-    step_fn = jax.jit(train.train_step, donate_argnums=0)
+    step_fn = jax.jit(training.train_step, donate_argnums=0)
     rows = []
     for name, model_name, kwargs, image_shape, batch_size in CASES:
         dense, masked, batch, pruner = _states(model_name, kwargs, image_shape, batch_size)

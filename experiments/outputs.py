@@ -29,7 +29,7 @@ def jsonable(obj: Any) -> Any:
 
 def write_json(path: str, obj: Any) -> None:
     """`obj` as indented JSON (numpy scalars and other values via str)."""
-    files.write_jsonfiles.atomic_open(path, obj, default=_jsonable)
+    files.write_json_atomic(path, obj, default=_jsonable)
 
 
 def write_text(path: str, text: str) -> None:

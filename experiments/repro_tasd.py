@@ -26,11 +26,13 @@ import ml_collections
 import numpy as np
 
 from experiments import edp_report
+from experiments import exports
 from experiments import outputs
 from experiments import stages
 from experiments import tasder as tasder_experiment
 from experiments import train as train_experiment
-from tasd_jax import cost, export as export_lib, models, pruning, tasder
+from experiments.errors import ConfigError
+from tasd_jax import cost, models, pruning, tasder
 from tasd_jax.tasder import activations
 
 # The paper's Figure 12 (docs/tasd.md, "Results to reproduce"): EDP change against the
@@ -64,7 +66,7 @@ def _relative(est: cost.Estimate, reference: cost.Estimate) -> dict[str, float]:
 
 def search_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, Any]:
     """TASDER (`config.mode`) and the network-wise search on one export and accelerator."""
-    export = export_lib.load_export(config.init_from)
+    export = exports.load_export(config.init_from)
     problem = tasder_experiment.make_problem(
         export, calibration_examples=config.calibration_examples,
         eval_batch_size=config.eval_batch_size, seed=config.seed, data_dir=config.data_dir)
@@ -174,7 +176,7 @@ def shapes_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, An
 
 
 def _check(config: ml_collections.ConfigDict) -> None:
-    error = train_experiment.ConfigError
+    error = ConfigError
     for name in config.hardware:  # an unknown name fails here, before any training
         if name not in cost.hardware_names():
             raise error(f"config.hardware lists {name!r}, not a known accelerator; known: "

@@ -33,10 +33,12 @@ import jax
 import ml_collections
 import numpy as np
 
+from experiments import checks
 from experiments import outputs
 from experiments import stages
 from experiments import sweep
 from experiments import train as train_experiment
+from experiments.errors import ConfigError
 from tasd_jax import timing
 from tasd_jax.kernels import measure
 
@@ -84,9 +86,9 @@ def _check(config: ml_collections.ConfigDict) -> list[Run]:
     """Every pruned run of the config, after the checks that need no training.
 
     Raises:
-      train.ConfigError: naming the field, its value and the rule it broke.
+      ConfigError: naming the field, its value and the rule it broke.
     """
-    error = train_experiment.ConfigError
+    error = ConfigError
     if not config.models:
         raise error("config.models is empty: name at least one model to train and prune")
     for mode in config.threshold_modes:
@@ -289,7 +291,7 @@ def repro_tw(config: ml_collections.ConfigDict, workdir: str) -> dict:
     }
     jobs = [(r.stage, pruned_config(config, r, exports[r.model])) for r in runs]
     for name, cfg in dense_jobs + jobs:  # every run's config checked before the first step
-        train_experiment.check_run(cfg, os.path.join(workdir, name), num_devices)
+        checks.check_run(cfg, os.path.join(workdir, name), num_devices)
 
     # Worker processes start at the first submission, so a rerun that trains
     # nothing starts none. spawn, not fork: this process has started JAX's threads.

@@ -11,7 +11,7 @@ and exit status 1, no traceback: an override of a field the config does not
 have (with the closest field name), and the experiments' `ConfigError` and
 `CheckpointError`, whose messages say what to change (`--verbosity=1` logs
 their traceback). `--resume_with_changes` lets a rerun resume a workdir with
-the fields that may change on resume changed (`experiments.train.CHANGEABLE_ON_RESUME`).
+the fields that may change on resume changed (`experiments.resume.CHANGEABLE_ON_RESUME`).
 """
 
 import difflib
@@ -35,9 +35,12 @@ from experiments import repro_tasd
 from experiments import repro_tw
 from experiments import sweep
 from experiments import tasder
+from experiments import checks
+from experiments import resume
 from experiments import train
 from experiments import tw_kernels
-from tasd_jax import train as train_lib
+from experiments.errors import ConfigError
+from tasd_jax import training
 
 EXPERIMENTS: dict[str, Callable[[Any, str], Any]] = {
     "train": train.train_and_evaluate,
@@ -65,12 +68,12 @@ _IMPORTS = flags.DEFINE_list(
 _RESUME_WITH_CHANGES = flags.DEFINE_bool(
     "resume_with_changes", False,
     "Resume a workdir whose run started with a config that differs from this one only in "
-    f"fields that may change on resume ({', '.join(train.CHANGEABLE_ON_RESUME)}); sets "
+    f"fields that may change on resume ({', '.join(resume.CHANGEABLE_ON_RESUME)}); sets "
     "config.resume_with_changes.",
 )
 
 # Errors whose message says what to change: reported in one line, without a traceback.
-_INPUT_ERRORS = (train.ConfigError, train_lib.CheckpointError)
+_INPUT_ERRORS = (ConfigError, training.CheckpointError)
 
 
 def experiment_fn(name: str) -> Callable[[Any, str], Any]:
@@ -141,13 +144,13 @@ def import_user_modules(names: list[str]) -> None:
     """Imports each of `names` (module names, or paths of .py files).
 
     Raises:
-      train.ConfigError: a module that cannot be found or fails to import, naming it.
+      ConfigError: a module that cannot be found or fails to import, naming it.
     """
     for name in names:
         try:
             if name.endswith(".py"):
                 if not os.path.isfile(name):
-                    raise train.ConfigError(f"--imports names {name!r}, which is not a file")
+                    raise ConfigError(f"--imports names {name!r}, which is not a file")
                 module = os.path.splitext(os.path.basename(name))[0]
                 spec = importlib.util.spec_from_file_location(module, name)
                 loaded = importlib.util.module_from_spec(spec)
@@ -155,10 +158,10 @@ def import_user_modules(names: list[str]) -> None:
                 spec.loader.exec_module(loaded)
             else:
                 importlib.import_module(name)
-        except train.ConfigError:
+        except ConfigError:
             raise
         except Exception as err:  # any failure of the user's module is reported as such
-            raise train.ConfigError(
+            raise ConfigError(
                 f"--imports: importing {name!r} failed: {type(err).__name__}: {err}") from err
 
 
@@ -167,7 +170,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
         import_user_modules(_IMPORTS.value)
-    except train.ConfigError as err:
+    except ConfigError as err:
         sys.exit(f"error: {err}")
     config = _CONFIG.value
     if "experiment" not in config:
@@ -177,7 +180,7 @@ def main(argv: list[str]) -> None:
             config.resume_with_changes = True
     logging.info("Running %s in %s", config.experiment, _WORKDIR.value)
     try:
-        train.initialize_distributed(config)  # JAX's multi-process runtime: before any JAX work
+        checks.initialize_distributed(config)  # JAX's multi-process runtime: before any JAX work
         experiment_fn(config.experiment)(config, _WORKDIR.value)
     except _INPUT_ERRORS as err:
         logging.debug("Traceback of the error below", exc_info=True)

@@ -18,7 +18,8 @@ from typing import Any, Callable
 import ml_collections
 
 from experiments import outputs
-from experiments import train
+from experiments import resume
+from experiments.errors import ConfigError
 
 STAGE_FILE = "stage.json"
 
@@ -32,17 +33,17 @@ def run_stage(
     """`fn(config, workdir/name)`, or the result it returned there before with this config.
 
     Raises:
-      train.ConfigError: the folder holds this stage run with a different config.
+      ConfigError: the folder holds this stage run with a different config.
     """
     folder = os.path.join(workdir, name)
     record_path = os.path.join(folder, STAGE_FILE)
-    settings = train.run_config(config)
+    settings = resume.run_config(config)
     if os.path.exists(record_path):
         record = outputs.read_json(record_path)
-        changes = train.changed_fields(record["config"], settings)
+        changes = resume.changed_fields(record["config"], settings)
         if changes:
             listed = ", ".join(f"{path} {a!r} -> {b!r}" for path, (a, b) in changes.items())
-            raise train.ConfigError(
+            raise ConfigError(
                 f"stage {name!r} in {folder!r} ran with a different config ({listed}); "
                 "use a new --workdir, or delete that folder to run the stage again"
             )

@@ -32,8 +32,10 @@ import jax
 import ml_collections
 import numpy as np
 
+from experiments import exports
 from experiments import outputs
 from experiments import train as train_experiment
+from experiments.errors import ConfigError
 from tasd_jax import cost, data, models
 from tasd_jax import export as export_lib
 from tasd_jax import tasder
@@ -54,27 +56,27 @@ def make_problem(export: export_lib.Export, *, calibration_examples: int, eval_b
 
 def check(config: ml_collections.ConfigDict, prefix: str = "config") -> None:
     """The search fields of a config (hardware, mode, operands, budget(s), batch), each
-    with the rule it must follow; raises `train.ConfigError` before any work."""
+    with the rule it must follow; raises `ConfigError` before any work."""
     if config.hardware not in cost.hardware_names():
-        raise train_experiment.ConfigError(
+        raise ConfigError(
             f"{prefix}.hardware={config.hardware!r} is not a known accelerator; known: "
             f"{cost.hardware_names(aliases=False)}")
     if config.mode not in tasder.MODES:
-        raise train_experiment.ConfigError(f"{prefix}.mode={config.mode!r} is not one of {tasder.MODES}")
+        raise ConfigError(f"{prefix}.mode={config.mode!r} is not one of {tasder.MODES}")
     if config.operands not in tasder.OPERANDS:
-        raise train_experiment.ConfigError(
+        raise ConfigError(
             f"{prefix}.operands={config.operands!r} is not one of {tasder.OPERANDS}")
     rule = "a budget must lie in (0, 1] (the fraction of the model's own accuracy to keep, e.g. 0.99)"
     if not _is_budget(config.budget):
-        raise train_experiment.ConfigError(f"{prefix}.budget={config.budget!r}: {rule}")
+        raise ConfigError(f"{prefix}.budget={config.budget!r}: {rule}")
     frontier = config.get("frontier_budgets", ())
     for b in frontier:
         if not _is_budget(b):
-            raise train_experiment.ConfigError(
+            raise ConfigError(
                 f"{prefix}.frontier_budgets={tuple(frontier)!r} holds {b!r}: {rule}")
     batch = config.get("batch", 1)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise train_experiment.ConfigError(f"{prefix}.batch={batch!r} must be an integer >= 1")
+        raise ConfigError(f"{prefix}.batch={batch!r} must be an integer >= 1")
 
 
 def _is_budget(value) -> bool:
@@ -113,7 +115,7 @@ def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
                            eval_batch_size=config.eval_batch_size, seed=config.seed,
                            data_dir=config.get("data_dir"))
     if config.operands == "activations" and not problem.activation_layers:
-        raise train_experiment.ConfigError(
+        raise ConfigError(
             f"config.operands='activations' but no GEMM layer of {export.model} takes its input "
             "from a ReLU, GELU or SiLU (the layers TASD-A decomposes)")
     problem.prepare(config.hardware)
@@ -195,10 +197,10 @@ def tasder_table(config: ml_collections.ConfigDict, workdir: str) -> dict:
     rows = []
     for name, train_config in config.models.items():
         if config.exports:
-            export = export_lib.load_export(os.path.join(config.exports, name, "export"))
+            export = exports.load_export(os.path.join(config.exports, name, "export"), "exports")
         else:
             train_experiment.train_once(train_config, os.path.join(workdir, name, "train"))
-            export = export_lib.load_export(os.path.join(workdir, name, "train", "export"))
+            export = exports.load_export(os.path.join(workdir, name, "train", "export"))
         problem = make_problem(export, calibration_examples=config.calibration_examples,
                                eval_batch_size=config.eval_batch_size, seed=config.seed,
                                data_dir=config.get("data_dir"))

@@ -27,8 +27,9 @@ import numpy as np
 
 from experiments import outputs
 from experiments import train as train_experiment
+from experiments import train_config
 from tasd_jax import export as export_lib
-from tasd_jax import kernels, models, patterns, timing, train, tree_paths
+from tasd_jax import kernels, models, patterns, timing, training, tree_paths
 
 
 def tile_width(export: export_lib.Export) -> tuple[int, str]:
@@ -81,16 +82,16 @@ def tw_kernels(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "input": "tokens" if export.model in models.TOKEN_MODELS else "image",
         "batch_size": config.eval_batch_size, "eval_batch_size": config.eval_batch_size,
     })
-    inputs = train.make_inputs(data_config, num_devices=1)
+    inputs = train_config.make_inputs(data_config, num_devices=1)
 
     @jax.jit
     def both(batch):
-        args, kwargs = train.model_inputs(batch)
+        args, kwargs = training.model_inputs(batch)
         dense_logits = dense_model.apply(variables, *args, **kwargs, train=False)
         tw_logits = tw_model.apply(tw_variables, *args, **kwargs, train=False)
         diff = jnp.where(batch["mask"][:, None], jnp.abs(dense_logits - tw_logits), 0.0)
         return (
-            train.batch_metrics(dense_logits, batch), train.batch_metrics(tw_logits, batch),
+            training.batch_metrics(dense_logits, batch), training.batch_metrics(tw_logits, batch),
             jnp.max(diff),
         )
 
@@ -106,7 +107,7 @@ def tw_kernels(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # ---------------------------------------------------- forward speed
     example = next(iter(inputs.eval_batches))
-    args, _ = train.model_inputs(example)
+    args, _ = training.model_inputs(example)
     reps = -(-config.timing_batch // args[0].shape[0])
     x = jnp.asarray(np.concatenate([args[0]] * reps)[: config.timing_batch])
     dense_forward = jax.jit(lambda v, x: dense_model.apply(v, x, train=False))

@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from tasd_jax import export as export_lib
+from experiments import exports
 from tasd_jax import models
 from tasd_jax import patterns
 from tasd_jax import pruning
@@ -85,7 +85,7 @@ def load_weights(config: ml_collections.ConfigDict) -> list[Weights]:
     if config.get("prune"):
         patterns.parse(config.prune)
     if config.get("init_from"):
-        export = export_lib.load_export(config.init_from)
+        export = exports.load_export(config.init_from)
         model, like = models.init_model(
             export.model, export.input_shape, seed=None, **export.model_kwargs
         )

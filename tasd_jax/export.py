@@ -10,11 +10,11 @@ A training run ends by writing `WORKDIR/export/`:
   [1, 28, 28, 1]), `input_dtype`, `dataset`, and `pruning_rules` (the
   `(path regex, spec)` rules the weights were pruned with; [] for dense).
 
-`load_export` is the one reader: training starts from an export
-(`init_from`), the decomposition and EDP reports measure one, and the kernels
-pack one. The accuracy of the run that wrote it is read from its
-`results.json` (the export's parent directory) when present, so every report
-can say which weights it used.
+`load_export` is the one reader: training starts from an export, the
+decomposition and EDP reports measure one, and the kernels pack one. An
+export holds no accuracy; whoever knows the accuracy of the run that wrote it
+puts it in `Export.test_accuracy`, so every report can say which weights it
+used.
 """
 
 import json
@@ -43,7 +43,8 @@ class Export(NamedTuple):
       pruning_rules: ((path regex, spec), ...) it was pruned with; () if dense.
       variables: {"params": flat {path: array}, "batch_stats": ...}, flat dicts
         keyed by '/'-joined path (`tree_paths.unflatten` rebuilds a tree).
-      test_accuracy: `final.test_accuracy` of the run's results.json, or None.
+      test_accuracy: the test accuracy of the run that wrote it, when its
+        reader knows it (`load_export` leaves it None).
     """
 
     path: str
@@ -54,7 +55,7 @@ class Export(NamedTuple):
     dataset: str | None
     pruning_rules: tuple[tuple[str, str], ...]
     variables: dict[str, dict[str, np.ndarray]]
-    test_accuracy: float | None
+    test_accuracy: float | None = None
 
     def describe(self) -> dict[str, Any]:
         """What a report says about these weights (JSON-able)."""
@@ -130,13 +131,12 @@ def load_export(export_dir: str) -> Export:
         params.npz or no model.json).
     """
     if not os.path.isdir(export_dir):
-        raise ValueError(f"init_from={export_dir!r} is not a directory (expected a run's export/)")
+        raise ValueError(f"{export_dir!r} is not a directory (expected a training run's export/)")
     meta_path = os.path.join(export_dir, MODEL_FILE)
     if not os.path.exists(os.path.join(export_dir, "params.npz")) or not os.path.exists(meta_path):
         raise ValueError(
-            f"init_from={export_dir!r} is not an export: it needs params.npz and {MODEL_FILE} "
-            "(written by `python -m experiments.run --config=configs/<train config>` into "
-            "WORKDIR/export)"
+            f"{export_dir!r} is not an export: it needs params.npz and {MODEL_FILE} "
+            "(`save_export` writes both)"
         )
     with open(meta_path) as f:
         meta = json.load(f)
@@ -155,7 +155,6 @@ def load_export(export_dir: str) -> Export:
         dataset=meta.get("dataset"),
         pruning_rules=tuple(tuple(r) for r in meta.get("pruning_rules", [])),
         variables=variables,
-        test_accuracy=_run_accuracy(export_dir),
     )
 
 
@@ -163,10 +162,3 @@ def _tuples(value: Any) -> Any:
     """JSON lists back to the tuples model fields were given as (hidden=(256, 128))."""
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
-
-def _run_accuracy(export_dir: str) -> float | None:
-    results = os.path.join(os.path.dirname(os.path.abspath(export_dir)), "results.json")
-    if not os.path.exists(results):
-        return None
-    with open(results) as f:
-        return json.load(f).get("final", {}).get("test_accuracy")

@@ -14,8 +14,10 @@ import time
 import numpy as np
 import pytest
 
+from experiments import resume
 from experiments import train as train_experiment
-from tasd_jax import train
+from experiments.errors import ConfigError
+from tasd_jax import training
 from test_train import small_config  # the quick-start config shortened to 60 steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,7 +77,7 @@ def _logged_steps(workdir):
 def _largest_file(step_dir):
     """The biggest file of a checkpoint step (array data), not its manifest."""
     files = [os.path.join(root, n) for root, _, names in os.walk(step_dir) for n in names]
-    return max((f for f in files if not f.endswith(train.MANIFEST)), key=os.path.getsize)
+    return max((f for f in files if not f.endswith(training.MANIFEST)), key=os.path.getsize)
 
 
 def _run_cli(workdir, data_dir, overrides=None, wait=True):
@@ -109,7 +111,7 @@ def test_a_changed_config_is_refused_on_resume_listing_every_field(reference, tm
     workdir = _interrupted_copy(reference, tmp_path / "run", drop_steps=(60,))
     before = open(os.path.join(workdir, "metrics.jsonl")).read()
     config = _config(data_dir, learning_rate=0.1, seed=1, log_every=20)
-    with pytest.raises(train_experiment.ConfigError) as err:
+    with pytest.raises(ConfigError) as err:
         train_experiment.train_and_evaluate(config, workdir)
     message = str(err.value)
     for part in ("learning_rate 0.05 -> 0.1", "seed 0 -> 1", "log_every 10 -> 20", "new --workdir"):
@@ -120,7 +122,7 @@ def test_a_changed_config_is_refused_on_resume_listing_every_field(reference, tm
                       {"model_kwargs.hidden": (128, 64)}, {"num_steps": 80}, {"batch_size": 32}):
         config = _config(data_dir, **overrides)
         config.resume_with_changes = True
-        with pytest.raises(train_experiment.ConfigError, match="cannot change on resume"):
+        with pytest.raises(ConfigError, match="cannot change on resume"):
             train_experiment.train_and_evaluate(config, workdir)
     assert open(os.path.join(workdir, "metrics.jsonl")).read() == before
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["20", "40"]
@@ -131,7 +133,7 @@ def test_a_safe_change_resumes_only_with_the_override_and_trains_the_same(
 ):
     workdir = _interrupted_copy(reference, tmp_path / "run", drop_steps=(60,))
     config = _config(data_dir, log_every=20, keep_checkpoints=2)
-    with pytest.raises(train_experiment.ConfigError, match="--resume_with_changes") as err:
+    with pytest.raises(ConfigError, match="--resume_with_changes") as err:
         train_experiment.train_and_evaluate(config, workdir)
     assert "keep_checkpoints 3 -> 2, log_every 10 -> 20" in str(err.value)
 
@@ -139,7 +141,7 @@ def test_a_safe_change_resumes_only_with_the_override_and_trains_the_same(
     results = train_experiment.train_and_evaluate(config, workdir)
     _assert_same_export(reference, workdir)
     assert _logged_steps(workdir) == ([10, 20, 30, 40, 60], [20])  # every 10 to 40, then every 20
-    stored = json.load(open(os.path.join(workdir, train_experiment.CONFIG_FILE)))
+    stored = json.load(open(os.path.join(workdir, resume.CONFIG_FILE)))
     assert stored["log_every"] == 20 and "resume_with_changes" not in stored
     assert results["config"] == stored
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["40", "60"]
@@ -168,7 +170,7 @@ CORRUPTIONS = {
     "truncated file": lambda step_dir: _truncate(_largest_file(step_dir)),
     "deleted file": lambda step_dir: os.remove(_largest_file(step_dir)),
     "garbled bytes": lambda step_dir: _garble(_largest_file(step_dir)),
-    "deleted manifest": lambda step_dir: os.remove(os.path.join(step_dir, train.MANIFEST)),
+    "deleted manifest": lambda step_dir: os.remove(os.path.join(step_dir, training.MANIFEST)),
 }
 
 
@@ -185,7 +187,7 @@ def test_a_corrupted_newest_checkpoint_is_skipped_and_the_run_ends_as_uninterrup
     assert any("Skipping" in w and skipped in w for w in warnings), warnings
     _assert_same_export(reference, workdir)
     assert _logged_steps(workdir) == ([10, 20, 30, 40, 50, 60], [20])
-    assert train.checkpoint_problem(os.path.join(workdir, skipped)) is None  # saved again
+    assert training.checkpoint_problem(os.path.join(workdir, skipped)) is None  # saved again
 
 
 def test_no_intact_checkpoint_fails_in_one_line_naming_the_directory(reference, tmp_path, data_dir):
@@ -206,7 +208,7 @@ def test_sigkill_during_the_run_then_rerun_logs_every_step_once(tmp_path, data_d
     overrides = {"num_steps": 1500, "log_every": 50, "eval_every": 500, "checkpoint_every": 100}
     workdir = tmp_path / "killed"
     proc = _run_cli(workdir, data_dir, overrides, wait=False)
-    done = workdir / "checkpoints" / "300" / train.MANIFEST
+    done = workdir / "checkpoints" / "300" / training.MANIFEST
     deadline = time.time() + 240
     while not done.exists():
         assert proc.poll() is None and time.time() < deadline, "the run ended before being killed"

@@ -17,10 +17,12 @@ import jax
 import numpy as np
 import pytest
 
+from experiments import checks
 from experiments import distributed
 from experiments import train as train_experiment
+from experiments.errors import ConfigError
 from tasd_jax import data
-from tasd_jax import train
+from tasd_jax import training
 from test_train import small_config  # the quick-start config shortened to a few dozen steps
 from test_train_configs import TinyTokens  # 48 train / 13 validation token sequences
 
@@ -114,13 +116,13 @@ def test_two_processes_train_the_same_parameters_as_one(runs):
     assert [r["step"] for r in rows if "train_loss" in r] == list(range(50, 201, 50))
     for step in range(50, 201, 50):
         step_dir = os.path.join(runs["two"], "checkpoints", str(step))
-        assert train.checkpoint_problem(step_dir) is None, step
+        assert training.checkpoint_problem(step_dir) is None, step
 
 
 def test_a_process_killed_mid_run_resumes_with_both_from_the_last_checkpoint(runs, tmp_path):
     workdir = str(tmp_path / "killed")
     procs = _start(workdir, runs["data_dir"])
-    manifest = os.path.join(workdir, "checkpoints", "100", train.MANIFEST)
+    manifest = os.path.join(workdir, "checkpoints", "100", training.MANIFEST)
     deadline = time.time() + TIMEOUT_S
     try:
         while not os.path.exists(manifest):
@@ -327,7 +329,7 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused():
 def test_bad_distributed_settings_are_refused_before_any_work(tmp_path, fields, message):
     config = small_config(str(tmp_path / "tfds"))
     config.distributed.update(fields)
-    with pytest.raises(train_experiment.ConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         train_experiment.train_and_evaluate(config, str(tmp_path / "run"))
     assert not os.listdir(tmp_path)  # nothing read (the data was never prepared), nothing written
 
@@ -337,16 +339,16 @@ def test_a_process_that_already_computed_with_jax_cannot_join_a_run(tmp_path):
     config = small_config(str(tmp_path / "tfds"))
     config.distributed.update(
         {"num_processes": 2, "process_id": 0, "coordinator": f"127.0.0.1:{_free_port()}"})
-    with pytest.raises(train_experiment.ConfigError, match="before any JAX calls"):
+    with pytest.raises(ConfigError, match="before any JAX calls"):
         train_experiment.train_and_evaluate(config, str(tmp_path / "run"))
     assert not os.listdir(tmp_path)
 
 
 def test_the_global_batch_must_split_evenly_over_the_devices_of_all_processes(tmp_path):
     config = small_config(str(tmp_path / "tfds"))
-    with pytest.raises(train_experiment.ConfigError,
+    with pytest.raises(ConfigError,
                        match="config.batch_size=64 must be a multiple of the 3 devices of the run"):
-        train_experiment.check_run(config, str(tmp_path / "run"), num_devices=3)
+        checks.check_run(config, str(tmp_path / "run"), num_devices=3)
 
 
 def test_unset_fields_are_left_to_the_environment(monkeypatch):

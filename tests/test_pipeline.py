@@ -12,6 +12,7 @@ from configs import edp_resnet50 as edp_config
 from configs import tw_digits
 from configs import tw_kernels_digits
 from experiments import decompose_report, edp_report, tw_kernels
+from experiments import exports
 from experiments import train as train_experiment
 from tasd_jax import export as export_lib
 from tasd_jax import patterns
@@ -31,7 +32,7 @@ def trained(tmp_path_factory):
 
 def test_export_describes_the_model_and_its_run(trained):
     root, results = trained
-    export = export_lib.load_export(str(root / "train" / "export"))
+    export = exports.load_export(str(root / "train" / "export"))
     assert (export.model, export.dataset) == ("mlp", "sklearn_digits")
     assert export.model_kwargs == {"hidden": (256, 128), "num_classes": 10}
     assert export.input_shape == (1, 8, 8, 1)

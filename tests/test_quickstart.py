@@ -8,7 +8,7 @@ from configs import quickstart as quickstart_config
 from experiments import outputs
 from experiments import quickstart
 from experiments import stages
-from experiments import train as train_experiment
+from experiments.errors import ConfigError
 
 
 def small_config(data_dir: str):
@@ -77,5 +77,5 @@ def test_a_changed_config_is_refused_not_mixed(run):
     root, config, _ = run
     changed = small_config(config.data_dir)
     changed.tasder.budget = 0.95
-    with pytest.raises(train_experiment.ConfigError, match=r"tasder_dense.*budget 0\.99 -> 0\.95"):
+    with pytest.raises(ConfigError, match=r"tasder_dense.*budget 0\.99 -> 0\.95"):
         quickstart.quickstart(changed, str(root / "run"))

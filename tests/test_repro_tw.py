@@ -9,7 +9,7 @@ import pytest
 
 from configs import repro_tw as repro_config
 from experiments import repro_tw
-from experiments import train as train_experiment
+from experiments.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +126,6 @@ def test_y_band_leaves_only_a_collapsed_run_below_the_range():
 def test_bad_config_is_refused_before_anything_runs(tmp_path, field, value, message):
     config = repro_config.get_config("tiny")
     config[field] = value
-    with pytest.raises(train_experiment.ConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         repro_tw.repro_tw(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()

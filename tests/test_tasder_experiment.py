@@ -11,7 +11,7 @@ import pytest
 from configs import tasder as tasder_config
 from configs import tasder_table as tasder_table_config
 from experiments import tasder as tasder_experiment
-from experiments import train as train_experiment
+from experiments.errors import ConfigError
 from tasd_jax import data, export as export_lib, models, tasder
 
 
@@ -70,10 +70,10 @@ def test_bad_search_fields_fail_before_any_work(trained, tmp_path):
     config.init_from = str(trained / "train" / "export")
     config.data_dir = str(trained / "tfds")
     config.operands, config.hardware = "weights", "tpu"
-    with pytest.raises(train_experiment.ConfigError, match="config.hardware='tpu'"):
+    with pytest.raises(ConfigError, match="config.hardware='tpu'"):
         tasder_experiment.tasder_experiment(config, str(tmp_path))
     config.hardware, config.budget = "ttc_vegeta_m8", 99
-    with pytest.raises(train_experiment.ConfigError, match=r"config.budget=99.0: a budget must lie in \(0, 1\]"):
+    with pytest.raises(ConfigError, match=r"config.budget=99.0: a budget must lie in \(0, 1\]"):
         tasder_experiment.tasder_experiment(config, str(tmp_path))
 
 

@@ -1,4 +1,4 @@
-"""Tests of tasd_jax.train and the train experiment: steps, the loop end to end on digits,
+"""Tests of tasd_jax.training and the train experiment: steps, the loop end to end on digits,
 resume, bad input."""
 
 import json
@@ -18,7 +18,7 @@ from configs import tw_digits
 from experiments import train as train_experiment
 from tasd_jax import models
 from tasd_jax import patterns
-from tasd_jax import train
+from tasd_jax import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,14 +67,14 @@ def _tiny_state(tx=None):
         "image": jax.random.uniform(jax.random.key(1), (6, 4, 4, 1)),
         "label": jnp.array([0, 1, 2, 0, 1, 2], jnp.int32),
     }
-    state = train.create_train_state(jax.random.PRNGKey(0), model, batch, tx or optax.sgd(0.5))
+    state = training.create_train_state(jax.random.PRNGKey(0), model, batch, tx or optax.sgd(0.5))
     return state, batch
 
 
 @pytest.mark.parametrize("jit", [False, True])
 def test_train_step_is_one_sgd_step_on_the_cross_entropy(jit):
     state, batch = _tiny_state()
-    step = jax.jit(train.train_step) if jit else train.train_step
+    step = jax.jit(training.train_step) if jit else training.train_step
     new, metrics = step(state, batch)
 
     def loss(params):
@@ -92,7 +92,7 @@ def test_train_step_is_one_sgd_step_on_the_cross_entropy(jit):
 def test_eval_step_counts_only_unmasked_examples(jit):
     state, batch = _tiny_state()
     batch = {**batch, "mask": jnp.array([True, True, True, True, False, False])}
-    out = (jax.jit(train.eval_step) if jit else train.eval_step)(state, batch)
+    out = (jax.jit(training.eval_step) if jit else training.eval_step)(state, batch)
     logits = np.asarray(state.apply_fn({"params": state.params}, batch["image"]))
     correct = (logits.argmax(-1) == np.asarray(batch["label"]))[:4].sum()
     assert float(out["count"]) == 4.0
@@ -107,10 +107,7 @@ def test_eval_step_counts_only_unmasked_examples(jit):
     [("cosine", {}), ("warmup_cosine", {"warmup_steps": 10}), ("linear", {}), ("constant", {})],
 )
 def test_lr_schedules(name, kwargs):
-    config = tw_digits.get_config()
-    config.lr_schedule, config.learning_rate, config.num_steps = name, 0.1, 100
-    config.update(kwargs)
-    lr = train.make_lr_schedule(config)
+    lr = training.make_lr_schedule(name, 0.1, 100, **kwargs)
     start, middle, end = {
         "cosine": (0.1, 0.05, 0.0),  # 0.1 * (1 + cos(pi / 2)) / 2 half-way
         "warmup_cosine": (0.0, 0.1 * (1 + np.cos(np.pi * 40 / 90)) / 2, 0.0),
@@ -118,6 +115,12 @@ def test_lr_schedules(name, kwargs):
         "constant": (0.1, 0.1, 0.1),
     }[name]
     np.testing.assert_allclose([float(lr(0)), float(lr(50)), float(lr(100))], [start, middle, end], atol=1e-6)
+
+
+def test_decaying_lr_schedule_without_num_steps_names_the_missing_value():
+    with pytest.raises(ValueError, match=r"lr_schedule='cosine' decays over the run, so it needs num_steps \(got None\)"):
+        training.make_lr_schedule("cosine", 0.1, None)
+
 
 
 # ------------------------------------------------------------ end to end

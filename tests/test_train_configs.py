@@ -12,15 +12,17 @@ from configs import tw_bert
 from configs import tw_digits
 from configs import tw_sweep_digits
 from configs import tw_vgg16_cifar10
+from experiments import checks
 from experiments import sweep
 from experiments import train as train_experiment
+from experiments import train_config
 from tasd_jax import pruning
-from tasd_jax import train
+from tasd_jax import training
 from tasd_jax import tree_paths
 
 
 def _abstract_params(config, num_classes, example):
-    model = train.make_model(config, num_classes)
+    model = train_config.make_model(config, num_classes)
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), **example, train=False))
     return variables["params"]
 
@@ -30,15 +32,15 @@ def test_vgg16_recipe_prunes_the_13_convs_in_the_papers_stages():
     params = _abstract_params(config, 10, {"images": jnp.zeros((1, 32, 32, 3))})
     count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     assert 14.7e6 < count < 15.1e6  # VGG16-BN, CIFAR head
-    pruner = train.make_pruner(config)
+    pruner = train_config.make_pruner(config)
     targets = pruner.targets(params)
     assert sorted(t.path for t in targets) == sorted(f"conv_{i}/kernel" for i in range(13))
     assert all(t.pattern.spec() == "tw(sparsity=0.75,g=128)" for t in targets)
     assert pruner.schedule.sparsities == (0.25, 0.40, 0.50, 0.60, 0.65, 0.70, 0.75)
     assert pruner.schedule.steps == tuple(range(0, 35000, 5000))
-    assert train.resolve_num_steps(config) == 35000 and pruner.global_threshold and pruner.score == "magnitude"
+    assert train_config.resolve_num_steps(config) == 35000 and pruner.global_threshold and pruner.score == "magnitude"
     dense = tw_vgg16_cifar10.get_config("dense")
-    assert train.make_pruner(dense) is None and dense.augment
+    assert train_config.make_pruner(dense) is None and dense.augment
     with pytest.raises(ValueError, match="variant 'huge'"):
         tw_vgg16_cifar10.get_config("huge")
 
@@ -47,15 +49,15 @@ def test_vgg16_recipe_prunes_the_13_convs_in_the_papers_stages():
 @pytest.mark.timeout(300)
 def test_vgg16_recipe_one_train_step_on_random_images():
     config = tw_vgg16_cifar10.get_config()
-    tx = train.make_optimizer(config)
-    pruner = train.make_pruner(config)
+    tx = train_config.make_optimizer(config, train_config.resolve_num_steps(config))
+    pruner = train_config.make_pruner(config)
     batch = {
         "image": jax.random.uniform(jax.random.key(0), (2, 32, 32, 3)),
         "label": jnp.array([3, 7], jnp.int32),
     }
-    model = train.make_model(config, 10)
-    state = train.create_train_state(jax.random.PRNGKey(0), model, batch, pruning.prune(tx, pruner))
-    new, metrics = jax.jit(train.train_step)(state, batch)
+    model = train_config.make_model(config, 10)
+    state = training.create_train_state(jax.random.PRNGKey(0), model, batch, pruning.prune(tx, pruner))
+    new, metrics = jax.jit(training.train_step)(state, batch)
     assert np.isfinite(float(metrics["loss"]))
     m = pruning.sparsity_metrics(pruner, new.params, new.opt_state)
     # Step 0 is the first stage: 25% of the conv weights, tile-wise, globally.
@@ -67,7 +69,7 @@ def test_vgg16_recipe_one_train_step_on_random_images():
 def test_bert_recipe_selects_the_72_encoder_gemms_with_taylor_scores():
     config = tw_bert.get_config()
     params = _abstract_params(config, 2, {"input_ids": jnp.zeros((1, 128), jnp.int32)})
-    pruner = train.make_pruner(config)
+    pruner = train_config.make_pruner(config)
     targets = pruner.targets(params)
     shapes = sorted({tuple(tree_paths.flatten(params)[t.path].shape) for t in targets})
     assert len(targets) == 72 and shapes == [(768, 768), (768, 3072), (3072, 768)]
@@ -179,3 +181,18 @@ def test_sweep_runs_dense_once_then_each_variant_and_writes_the_table(tmp_path):
     with pytest.raises(ValueError, match="sparsity=1.5"):  # every spec is checked before any run
         sweep.sweep(config, str(tmp_path / "bad"))
     assert not (tmp_path / "bad").exists()
+
+
+def test_staged_run_without_num_steps_decays_its_lr_over_the_derived_budget(tmp_path):
+    # num_steps=None asks for the budget of the staged schedule; a decaying learning
+    # rate must decay over that budget, not fail on the None.
+    config = tw_digits.get_config()
+    config.lr_schedule, config.num_steps, config.weight_decay = "linear", None, 0.0
+    config.pruning.schedule, config.pruning.stages, config.pruning.steps_per_stage = "staged", "0.5,0.75", 100
+    plan = checks.check_run(config, str(tmp_path / "run"), num_devices=1)
+    assert plan.num_steps == config.pruning.begin + 2 * 100
+    params = {"w": jnp.ones(3)}
+    # Momentum's first update is -lr(0) * grad: the schedule starts at the configured rate.
+    inner = train_config.make_optimizer(config, plan.num_steps)
+    updates, _ = inner.update({"w": jnp.ones(3)}, inner.init(params), params)
+    np.testing.assert_allclose(np.asarray(updates["w"]), -config.learning_rate, rtol=1e-6)

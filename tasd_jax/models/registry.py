@@ -1,7 +1,7 @@
 """Models by name: `get_model("resnet50", num_classes=10)`, and their build-and-init.
 
 Adding a model is one line in `MODELS` (or `register(name, constructor)` from
-the user's own module, e.g. one `python -m experiments.run --imports=` loads):
+the user's own module, imported before the model is asked for):
 a name and a constructor whose keyword arguments are the module's fields. `init_model` builds one and initialises it
 on an input shape (abstractly when no seed is given: shapes only, no memory).
 """
