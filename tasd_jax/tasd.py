@@ -10,7 +10,7 @@ of sum(Ni / Mi) of dense.
 Axes (docs/conventions.md): by default groups run along the contraction axis
 of a flax kernel (`tree_paths.default_axis`: -2, or -1 for rank 1); on a
 kernel of rank >= 3 (a convolution [kh, kw, cin, cout]) they run along the K =
-kh*kw*cin of its GEMM view (`patterns.base.group_view`). Pass axis=-1 for
+kh*kw*cin of its GEMM view (`patterns.gemm_view.group_view`). Pass axis=-1 for
 activations [..., features].
 """
 
@@ -29,15 +29,15 @@ from tasd_jax import tree_paths
 
 @functools.partial(jax.jit, static_argnames=("series", "axis"))
 def _decompose(x: jax.Array, series: patterns.Series, axis: int) -> tuple[jax.Array, ...]:
-    return tuple(patterns.nm.series_terms(x, series.terms, axis))
+    return tuple(patterns.owners.series_terms(x, series.terms, axis))
 
 
-# The two passes of a series ranked per group (`patterns.nm.series_owners`),
+# The two passes of a series ranked per group (`patterns.owners.series_owners`),
 # each an executable of its own: compiled together, XLA fuses the ranking into
 # every term's writes and redoes a group's compares for each of its elements
 # (docs/measurements.md).
-_owners = jax.jit(patterns.nm.series_owners, static_argnames=("terms", "axis"))
-_terms_from_owners = jax.jit(patterns.nm.terms_from_owners, static_argnames=("terms", "axis"))
+_owners = jax.jit(patterns.owners.series_owners, static_argnames=("terms", "axis"))
+_terms_from_owners = jax.jit(patterns.owners.terms_from_owners, static_argnames=("terms", "axis"))
 
 
 def decompose(
@@ -74,12 +74,12 @@ def decompose(
         own jit `x` is traced and cannot be checked: there NaN ranks lowest and
         is never kept, +inf ranks highest.
     """
-    x = patterns.base.as_real_array(x, "x", allow_bool=False)
+    x = patterns.checks.as_real_array(x, "x", allow_bool=False)
     if x.ndim == 0:
         raise ValueError("decompose needs an array of rank >= 1, got a scalar")
     series = patterns.as_series(series)
     axis = _resolve_axis(axis, x.ndim)
-    if patterns.base.is_concrete(x) and patterns.nm.packs_owners(series.terms):
+    if patterns.checks.is_concrete(x) and patterns.owners.packs_owners(series.terms):
         owners = _owners(x, series.terms, axis)
         return tuple(_terms_from_owners(x, owners, series.terms, axis))
     return _decompose(x, series, axis)
@@ -88,7 +88,7 @@ def decompose(
 def _resolve_axis(axis: int | None, ndim: int) -> int:
     """The grouping axis, normalised: None means the kernel's contraction axis."""
     axis = tree_paths.default_axis(ndim) if axis is None else axis
-    return patterns.base.normalize_axis(axis, ndim)
+    return patterns.checks.normalize_axis(axis, ndim)
 
 
 def decompose_reference(
@@ -98,7 +98,7 @@ def decompose_reference(
     independent reference for tests and the baseline of the benchmark. Same
     arguments, axis default and grouping as `decompose`."""
     x = np.asarray(x)
-    view, view_axis = patterns.base.group_view(x, _resolve_axis(axis, x.ndim))
+    view, view_axis = patterns.gemm_view.group_view(x, _resolve_axis(axis, x.ndim))
     moved = np.moveaxis(view, view_axis, -1)
     residual, terms = moved.copy(), []
     for term in patterns.as_series(series).terms:
@@ -207,7 +207,7 @@ def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None,
 
 def _check_decomposition(x: Any, terms: Sequence[Any], series: Any, axis: int | None) -> None:
     """The checks of `series_metrics`, on the host, before any work."""
-    x = np.asarray(patterns.base.as_real_array(x, "x", allow_bool=False))
+    x = np.asarray(patterns.checks.as_real_array(x, "x", allow_bool=False))
     if isinstance(terms, (str, bytes)) or not isinstance(terms, Sequence) or not terms:
         raise ValueError(f"terms must be a non-empty sequence of arrays, got {terms!r:.80}")
     expected = patterns.as_series(series).terms if series is not None else terms
@@ -218,7 +218,7 @@ def _check_decomposition(x: Any, terms: Sequence[Any], series: Any, axis: int | 
         )
     total = np.zeros(x.shape, np.float64)
     for i, term in enumerate(terms):
-        term = np.asarray(patterns.base.as_real_array(term, f"terms[{i}]", allow_bool=False))
+        term = np.asarray(patterns.checks.as_real_array(term, f"terms[{i}]", allow_bool=False))
         if term.shape != x.shape:
             raise ValueError(f"terms[{i}] has shape {term.shape}, x has {x.shape}: they must match")
         total += term
@@ -284,7 +284,7 @@ def decompose_tree(
     chosen = tree_paths.match_rules(list(flat), rules, require_all=require_all)
     # Every leaf is reported with metrics, so every leaf is checked, by path.
     for path, leaf in flat.items():
-        patterns.base.as_real_array(leaf, f"leaf {path!r}", allow_bool=chosen[path] is None)
+        patterns.checks.as_real_array(leaf, f"leaf {path!r}", allow_bool=chosen[path] is None)
         if chosen[path] is not None and chosen[path].value.compute_cost < 1.0:
             tree_paths.check_kernel(chosen[path], path, np.shape(leaf), "decomposed")
     axes = {
@@ -310,13 +310,13 @@ def _decompose_batched(
     leaves: dict[str, jax.Array], series: dict[str, patterns.Series], axes: dict[str, int]
 ) -> dict[str, tuple[jax.Array, ...]]:
     """`decompose` of many leaves, one call per (series, group-axis length,
-    dtype): each leaf's group view (`patterns.base.group_view`) becomes rows
+    dtype): each leaf's group view (`patterns.gemm_view.group_view`) becomes rows
     [-1, length] with its grouping axis last, the rows of a group are
     decomposed together, then split and put back in shape. A model with dozens
     of leaf shapes compiles a handful of decompositions."""
     rows, view_axes, groups, counts = {}, {}, {}, {}
     for path, leaf in leaves.items():
-        view, view_axes[path] = patterns.base.group_view(jnp.asarray(leaf), axes[path])
+        view, view_axes[path] = patterns.gemm_view.group_view(jnp.asarray(leaf), axes[path])
         rows[path] = jnp.moveaxis(view, view_axes[path], -1)
         counts[path] = math.prod(rows[path].shape[:-1])  # spelled out: the length may be 0
         key = (series[path], rows[path].shape[-1], jnp.dtype(leaf.dtype))

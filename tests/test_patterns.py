@@ -57,10 +57,10 @@ def test_non_string_spec_raises():
 
 def test_nan_lowest_is_rank_keys_without_the_negative_zero_rule():
     scores = jnp.array([np.nan, -0.0, 0.0, -np.inf, np.inf, 1.5], jnp.float32)
-    lowest = patterns.base.nan_lowest(scores)
+    lowest = patterns.ranking.nan_lowest(scores)
     np.testing.assert_array_equal(lowest, [-np.inf, 0.0, 0.0, -np.inf, np.inf, 1.5])
-    assert np.signbit(lowest[1]) and not np.signbit(patterns.base.rank_keys(scores)[1])
-    np.testing.assert_array_equal(lowest, patterns.base.rank_keys(scores))  # -0.0 == 0.0
+    assert np.signbit(lowest[1]) and not np.signbit(patterns.ranking.rank_keys(scores)[1])
+    np.testing.assert_array_equal(lowest, patterns.ranking.rank_keys(scores))  # -0.0 == 0.0
 
 
 def test_nm_mask_hand_example(jit):

@@ -148,7 +148,7 @@ def test_owners_hand_example():
     terms = patterns.as_series("1:4+1:4").terms
     # Per group of 4, 2 bits per position: term 1 owns position 1, term 2
     # position 2: (1 << 2) | (2 << 4) = 36, in one uint8 word.
-    (word,) = patterns.nm.series_owners(x, terms, 1)
+    (word,) = patterns.owners.series_owners(x, terms, 1)
     assert word.dtype == jnp.uint8
     np.testing.assert_array_equal(word, [[36, 36]])
 
@@ -163,7 +163,7 @@ def test_series_sum_is_the_sum_of_the_terms(jit, spec, shape, axis):
     x[1, 3] = np.inf
     x = x.reshape(shape)
     for data in (np.nan_to_num(x, nan=0.0, posinf=5.0), x):
-        got = jit(lambda v: patterns.nm.series_sum(v, patterns.as_series(spec).terms, axis))(data)
+        got = jit(lambda v: patterns.series_ops.series_sum(v, patterns.as_series(spec).terms, axis))(data)
         want = jax.jit(lambda v: tasd.reconstruct(tasd.decompose(v, spec, axis=axis)))(data)
         np.testing.assert_array_equal(np.asarray(got).view(np.uint32), np.asarray(want).view(np.uint32))
 
@@ -189,10 +189,10 @@ def test_top_k_path_ranks_subnormals_and_zeros_as_the_compares_do(monkeypatch):
     x[:, 1::3], x[:, 2::5], x[:, ::4] = 1e-42, -0.0, -2e-41
     x[1:, 7] = 1.0
     spec = patterns.as_series("2:16").terms
-    top_k = jax.jit(lambda v: patterns.nm.series_terms(v, spec, 1))(x)
-    monkeypatch.setattr(patterns.nm, "_COMPARE_MAX_M", 16)
-    monkeypatch.setattr(patterns.nm, "_MAX_SHARED_COMPARES", 16 * 15)
-    compares = jax.jit(lambda v: patterns.nm.series_terms(v, spec, 1))(x)
+    top_k = jax.jit(lambda v: patterns.owners.series_terms(v, spec, 1))(x)
+    monkeypatch.setattr(patterns.ranking, "COMPARE_MAX_M", 16)
+    monkeypatch.setattr(patterns.series_ops, "MAX_SHARED_COMPARES", 16 * 15)
+    compares = jax.jit(lambda v: patterns.owners.series_terms(v, spec, 1))(x)
     np.testing.assert_array_equal(np.asarray(top_k[0]).view(np.uint32),
                                   np.asarray(compares[0]).view(np.uint32))
 

@@ -286,7 +286,7 @@ def prune_tree(
     targets = pruner.targets(params)
     flat = tree_paths.flatten(params)
     for t in targets:  # the patterns would raise too, without the path
-        patterns.base.check_finite(flat[t.path], f"parameter {t.path!r}")
+        patterns.checks.check_finite(flat[t.path], f"parameter {t.path!r}")
     masks = pruner.compute_masks(
         targets, [scores_lib.magnitude(flat[t.path]) for t in targets], jnp.asarray(0)
     )
