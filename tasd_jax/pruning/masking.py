@@ -73,7 +73,8 @@ class Pruner:
         target `sparsity` reaches it at the schedule's last update and follows
         the schedule proportionally before (`pattern.sparsity * s_i / s_final`);
         patterns without one (N:M, series) are simply re-applied at every update.
-      score: "magnitude", "taylor" (sum |w g|) or "taylor_squared" (sum (w g)^2).
+      score: a registered score (`scores.register`): "magnitude", "taylor"
+        (sum |w g|) or "taylor_squared" (sum (w g)^2).
       taylor_steps: Taylor scores sum the gradients of this many steps, the last
         one being the step of the mask update.
       global_threshold: one threshold across all parameters that share a
@@ -92,7 +93,7 @@ class Pruner:
             for r in tree_paths.as_rules(self.rules)
         )
         object.__setattr__(self, "rules", rules)
-        scores_lib.check_score(self.score)
+        scores_lib.get(self.score)  # an unknown name fails here, before training
         if (isinstance(self.taylor_steps, bool) or not isinstance(self.taylor_steps, (int, np.integer))
                 or self.taylor_steps < 1):
             raise ValueError(f"taylor_steps={self.taylor_steps!r} must be an integer >= 1")
@@ -163,7 +164,8 @@ def prune(inner: optax.GradientTransformation, pruner: Pruner) -> optax.Gradient
     their updates stay exactly zero; unchosen parameters are updated by `inner`
     untouched.
     """
-    taylor = scores_lib.needs_gradients(pruner.score)
+    score = scores_lib.get(pruner.score)
+    taylor = score.needs_gradients
 
     def init_fn(params):
         targets = pruner.targets(params)
@@ -190,12 +192,12 @@ def prune(inner: optax.GradientTransformation, pruner: Pruner) -> optax.Gradient
         if taylor:
             in_window = pruner.schedule.steps_until_next(state.count) < pruner.taylor_steps
             acc = tuple(
-                jnp.where(in_window, a + scores_lib.taylor_increment(pruner.score, w, g), a)
+                jnp.where(in_window, a + score.increment(w, g), a)
                 for a, w, g in zip(acc, weights, grads)
             )
         def new_masks():
             # Magnitudes inside the branch: steps without a mask update skip them.
-            importance = acc if taylor else tuple(scores_lib.magnitude(w) for w in weights)
+            importance = acc if taylor else tuple(score.of_weight(w) for w in weights)
             return pruner.compute_masks(targets, importance, jnp.maximum(update, 0))
 
         masks = jax.lax.cond(update >= 0, new_masks, lambda: state.masks)
