@@ -96,10 +96,6 @@ def _least_compute(candidates: Sequence[str], kept: dict[str, float], floor: flo
     return next((s for s in candidates if s == "dense" or kept[s] >= floor), "dense")
 
 
-def _layer_of(gemm: cost.GEMM) -> str | None:
-    return gemm.weight_path.removeprefix("params/").removesuffix("/kernel") if gemm.weight_path else None
-
-
 def shapes_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, Any]:
     """Shapes-only TASD-A (dense, measured activations) and TASD-W (pruned) estimates of
     one model on every design of `config.hardware` (config docstring of repro_tasd)."""
@@ -111,7 +107,7 @@ def shapes_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, An
     x = (jax.random.randint(key, batch_shape, 0, model.vocab_size) if is_tokens
          else jax.random.normal(key, batch_shape, jnp.float32))
     gemms = cost.model_gemms(model, variables, (1, *batch_shape[1:]), x.dtype)
-    layers = [_layer_of(g) for g in gemms]
+    layers = [g.layer for g in gemms]
     reference = cost.estimate(gemms, "tc")
 
     apply = functools.partial(model.apply, train=False)

@@ -101,6 +101,14 @@ class Series(base.Pattern):
         """Fraction of dense compute on N:M hardware: the sum of Ni/Mi."""
         return sum(t.compute_cost for t in self.terms)
 
+    @property
+    def canonical(self) -> str:
+        """The spec hardware tables and searches key by: "dense" for a single
+        n:n term, else the terms ("2:4 + 1:4" -> "2:4+1:4", "8:8" -> "dense")."""
+        if len(self.terms) == 1 and self.terms[0].n == self.terms[0].m:
+            return "dense"
+        return self.spec()
+
     def term_masks(self, scores: jax.Array, axis: int = -2) -> list[jax.Array]:
         """Each term's keep-mask, chosen greedily on what earlier terms left
         (scores checked as in `mask`)."""

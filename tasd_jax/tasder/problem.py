@@ -156,8 +156,7 @@ class Problem:
         self.variables = jax.tree.map(jnp.asarray, variables)
         self.calibration = calibration
         self.params = tree_paths.flatten(self.variables["params"])
-        self.layers = {p.removesuffix("/kernel"): p for p, w in self.params.items()
-                       if p.rpartition("/")[2] == "kernel" and np.ndim(w) >= 2}
+        self.layers = tree_paths.gemm_layers(self.params)
         if not self.layers:
             raise ValueError("the model has no GEMM layer (no 'kernel' of rank >= 2 in "
                              "variables['params']) to decompose")
@@ -382,7 +381,7 @@ class Problem:
         """Per GEMM: (weight series, activation series, weight density, activation density)."""
         out = []
         for g in self.gemms(batch):
-            layer = _layer_of(g)
+            layer = g.layer
             w = choice.weights.get(layer, "dense") if g.weight else "dense"
             a = choice.activations.get(layer, "dense")
             if w != "dense":
@@ -467,9 +466,3 @@ def _hardware(hardware: "str | cost.Hardware") -> cost.Hardware:
     return cost.hardware(hardware) if isinstance(hardware, str) else hardware
 
 
-def _layer_of(gemm: cost.GEMM) -> str | None:
-    """The layer (module path) whose kernel is a GEMM's weight operand."""
-    path = gemm.weight_path
-    if not path or not path.startswith("params/") or not path.endswith("/kernel"):
-        return None
-    return path.removeprefix("params/").removesuffix("/kernel")
