@@ -140,6 +140,24 @@ def test_series_canonical_form():
     assert patterns.as_series("2:8").canonical == "2:8"
 
 
+def test_choice_to_gemm_operands():
+    gemms = [cost.GEMM("a", 8, 64, 8, weight_path="params/a/kernel"),
+             cost.GEMM("attn", 8, 64, 8, weight=False),
+             cost.GEMM("b", 8, 64, 8, weight_path="params/b/kernel")]
+    density = lambda g, spec: {"2:4": 0.5, "dense": 0.9}[spec]  # noqa: E731
+    ops = cost.choice.gemm_operands(gemms, cost.hardware("ttc_vegeta_m4"), {"a": "2:4", None: "2:4"},
+                                    {"b": "2:4"}, density, {"a": 0.3, "b": 0.6})
+    assert ops == [("2:4", "dense", 0.5, 1.0), ("dense", "dense", 0.9, 1.0),
+                   ("dense", "2:4", 0.9, 0.6)]
+    dstc = cost.choice.gemm_operands(gemms, cost.hardware("dstc"), {}, {}, density, {"a": 0.3})
+    assert [op.activation_density for op in dstc] == [0.3, 1.0, 1.0]  # skipped as they are
+    est = cost.choice.estimate_operands(gemms, "ttc_vegeta_m4", ops)
+    assert est.weight_series == ("2:4", "dense", "dense")
+    assert est.activation_series == ("dense", "dense", "2:4")
+    with pytest.raises(ValueError, match="2 operands given for 3 GEMMs"):
+        cost.choice.estimate_operands(gemms, "tc", ops[:2])
+
+
 def test_resnet50_and_bert_mac_totals():
     r50 = _gemms("resnet50", (1, 224, 224, 3))
     assert len(r50) == 54  # 53 convolutions and the classifier
