@@ -2,8 +2,8 @@
 
 A choice names series by layer (`GEMM.layer`, the module path); the cost model
 takes one weight series, activation series and density per GEMM. This module
-is the one mapping between the two, used by TASDER's `Problem`, the EDP sweep
-and the TASD reproduction:
+is the one mapping between the two, used by TASDER's `Problem` and the TASD
+reproduction:
 
 * `gemm_operands`: per GEMM, its `Operands` under a choice;
 * `estimate_operands`: `estimate` of those operands.
