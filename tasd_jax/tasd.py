@@ -7,11 +7,11 @@ magnitudes; the residual goes to term 2 with N2:M2; and so on. Since
 (A1 + A2) B = A1 B + A2 B, every term runs on N:M hardware, at a compute cost
 of sum(Ni / Mi) of dense.
 
-Axes (docs/conventions.md): by default groups run along the contraction axis
-of a flax kernel (`tree_paths.default_axis`: -2, or -1 for rank 1); on a
-kernel of rank >= 3 (a convolution [kh, kw, cin, cout]) they run along the K =
-kh*kw*cin of its GEMM view (`patterns.gemm_view.group_view`). Pass axis=-1 for
-activations [..., features].
+Axes (docs/conventions.md): by default (axis=None) groups run along the
+contraction axis of a flax kernel (-2, or -1 for rank 1); on a kernel of rank
+>= 3 (a convolution [kh, kw, cin, cout]) they run along the K = kh*kw*cin of
+its GEMM view (`patterns.gemm_view.group_view`). An explicit axis is that axis
+of the array, whatever its rank; pass axis=-1 for activations [..., features].
 """
 
 import dataclasses
@@ -49,10 +49,11 @@ def decompose(
       x: array of any rank >= 1 (float32, bfloat16, float16, ...).
       series: "2:4", "2:4+1:8", "dense" (one 1:1 term), or a pattern value.
       axis: the axis along which groups of M consecutive elements are formed.
-        None (default): the contraction axis of a flax kernel, -2 for rank >= 2
-        ([..., in, out]) and -1 for rank 1. On the contraction axis (ndim - 2)
-        of a kernel of rank >= 3, e.g. a convolution [kh, kw, cin, cout], the
-        groups run along K = kh*kw*cin of its GEMM view [K, cout]. Pass -1 for
+        None (default): the contraction axis of a flax kernel, -2 for rank 2
+        ([in, out]) and -1 for rank 1; for a kernel of rank >= 3, e.g. a
+        convolution [kh, kw, cin, cout], the K = kh*kw*cin of its GEMM view
+        [K, cout]. An explicit axis is that axis of `x`: on a [3, 10, 7] array
+        axis=1 forms groups within each of the 3 leading slices. Pass -1 for
         activations [..., features]. A length that is not a multiple of M is
         zero-padded internally; terms come back in `x`'s shape.
 
@@ -85,10 +86,11 @@ def decompose(
     return _decompose(x, series, axis)
 
 
-def _resolve_axis(axis: int | None, ndim: int) -> int:
-    """The grouping axis, normalised: None means the kernel's contraction axis."""
-    axis = tree_paths.default_axis(ndim) if axis is None else axis
-    return patterns.checks.normalize_axis(axis, ndim)
+def _resolve_axis(axis: int | None, ndim: int) -> int | None:
+    """The grouping axis, normalised; None (the kernel's contraction axis, read
+    by `patterns.gemm_view.group_view`) stays None."""
+    patterns.checks.check_axis_type(axis, allow_none=True)
+    return None if axis is None else patterns.checks.normalize_axis(axis, ndim)
 
 
 def decompose_reference(
@@ -185,6 +187,7 @@ def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None,
         N:M allows along `axis` (as `decompose`'s: None is the kernel's
         contraction axis), which would report the wrong compute cost.
     """
+    series = None if series is None else patterns.as_series(series)  # parsed once
     _check_decomposition(x, terms, series, axis)
     x = np.asarray(x, np.float64)
     approx = np.asarray(reconstruct(terms), np.float64)
@@ -194,7 +197,7 @@ def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None,
     def ratio(a, b):
         return float(a / b) if b > 0 else 1.0
 
-    cost = patterns.as_series(series).compute_cost if series is not None else float("nan")
+    cost = series.compute_cost if series is not None else float("nan")
     return SeriesMetrics(
         kept_nonzero=ratio(np.count_nonzero((approx != 0) & nonzero), nnz),
         kept_l1=ratio(np.abs(approx).sum(), l1),
@@ -205,15 +208,16 @@ def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None,
     )
 
 
-def _check_decomposition(x: Any, terms: Sequence[Any], series: Any, axis: int | None) -> None:
+def _check_decomposition(x: Any, terms: Sequence[Any], series: "patterns.Series | None",
+                         axis: int | None) -> None:
     """The checks of `series_metrics`, on the host, before any work."""
     x = np.asarray(patterns.checks.as_real_array(x, "x", allow_bool=False))
     if isinstance(terms, (str, bytes)) or not isinstance(terms, Sequence) or not terms:
         raise ValueError(f"terms must be a non-empty sequence of arrays, got {terms!r:.80}")
-    expected = patterns.as_series(series).terms if series is not None else terms
+    expected = series.terms if series is not None else terms
     if len(terms) != len(expected):
         raise ValueError(
-            f"{len(terms)} terms given for series {patterns.as_series(series).spec()!r} "
+            f"{len(terms)} terms given for series {series.spec()!r} "
             f"of {len(expected)} terms"
         )
     total = np.zeros(x.shape, np.float64)
@@ -233,8 +237,9 @@ def _check_decomposition(x: Any, terms: Sequence[Any], series: Any, axis: int | 
         for i, (term, pattern) in enumerate(zip(terms, expected)):
             if not bool(pattern.conforms(jnp.asarray(np.asarray(term) != 0), resolved)):
                 raise ValueError(
-                    f"terms[{i}] keeps more than {pattern.spec()} allows along axis {resolved}: "
-                    f"it is not term {i} of series {patterns.as_series(series).spec()!r}")
+                    f"terms[{i}] keeps more than {pattern.spec()} allows along "
+                    f"{'the contraction axis' if resolved is None else f'axis {resolved}'}: "
+                    f"it is not term {i} of series {series.spec()!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,11 +292,9 @@ def decompose_tree(
         patterns.checks.as_real_array(leaf, f"leaf {path!r}", allow_bool=chosen[path] is None)
         if chosen[path] is not None and chosen[path].value.compute_cost < 1.0:
             tree_paths.check_kernel(chosen[path], path, np.shape(leaf), "decomposed")
-    axes = {
-        path: tree_paths.default_axis(leaf.ndim) if rule.axis is None else rule.axis
-        for path, leaf in flat.items()
-        if (rule := chosen[path]) is not None
-    }
+    # The rule's axis groups (None: the kernel's contraction axis, the GEMM K
+    # of a convolution); the report names None by its index for the kernel.
+    axes = {path: rule.axis for path, rule in chosen.items() if rule is not None}
     terms = _decompose_batched({p: flat[p] for p in axes}, {p: chosen[p].value for p in axes}, axes)
     report = []
     for path, leaf in flat.items():
@@ -301,13 +304,14 @@ def decompose_tree(
             report.append(LeafReport(path, tuple(leaf.shape), "dense", None, False,
                                      series_metrics(leaf, (leaf,), "dense")))
         else:
-            report.append(LeafReport(path, tuple(leaf.shape), rule.value.spec(), axes[path], True,
+            axis = tree_paths.default_axis(leaf.ndim) if axes[path] is None else axes[path]
+            report.append(LeafReport(path, tuple(leaf.shape), rule.value.spec(), axis, True,
                                      series_metrics(leaf, terms[path], rule.value, axes[path])))
     return TreeDecomposition({p: terms[p] for p in flat}, report)
 
 
 def _decompose_batched(
-    leaves: dict[str, jax.Array], series: dict[str, patterns.Series], axes: dict[str, int]
+    leaves: dict[str, jax.Array], series: dict[str, patterns.Series], axes: dict[str, int | None]
 ) -> dict[str, tuple[jax.Array, ...]]:
     """`decompose` of many leaves, one call per (series, group-axis length,
     dtype): each leaf's group view (`patterns.gemm_view.group_view`) becomes rows

@@ -27,7 +27,7 @@ from tasd_jax.patterns.vector_wise import VectorWise
 
 
 def global_masks(
-    pattern: "str | Pattern", scores: Sequence[jax.Array], axis: int = -2, *, sparsity: Any = None
+    pattern: "str | Pattern", scores: Sequence[jax.Array], axis: int | None = None, *, sparsity: Any = None
 ) -> list[jax.Array]:
     """Keep-masks for several arrays with one threshold across all of them.
 

@@ -5,8 +5,9 @@ returns a boolean keep-mask shaped like `scores` (scores are importances, e.g.
 |w|). Patterns with a target `sparsity` also support one threshold across many
 arrays (`ThresholdPattern.masks`), as tile-wise pruning needs (docs/tile_wise.md).
 
-Axes (docs/conventions.md): the default axis -2 is the contraction axis K of a
-flax kernel [..., in, out]; `gemm_view` has the views of kernels of rank >= 3.
+Axes (docs/conventions.md): the default axis None is the contraction axis K of
+a flax kernel [..., in, out], the K of the GEMM view for a kernel of rank >= 3
+(`gemm_view`); an explicit axis is that axis of the array.
 Names and spec strings live in `registry`, input checks in `checks`.
 """
 
@@ -28,8 +29,8 @@ def _checking_scores(method: Callable, many: bool) -> Callable:
         return method
 
     @functools.wraps(method)
-    def checked(self, scores, axis=-2, **kwargs):
-        checks.check_axis_type(axis)
+    def checked(self, scores, axis=None, **kwargs):
+        checks.check_axis_type(axis, allow_none=True)
         if many:
             if isinstance(scores, (str, bytes)) or not isinstance(scores, Sequence):
                 raise TypeError(
@@ -77,10 +78,10 @@ class Pattern(abc.ABC):
                 setattr(cls, name, _checking_scores(method, many))
 
     @abc.abstractmethod
-    def mask(self, scores: jax.Array, axis: int = -2) -> jax.Array:
+    def mask(self, scores: jax.Array, axis: int | None = None) -> jax.Array:
         """Keep-mask (bool, shaped like `scores`) chosen from importances `scores`."""
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
         """Whether the keep-mask `mask` has this pattern's structure (bool scalar).
 
         The default suits unstructured patterns: any mask has their structure.
@@ -107,12 +108,12 @@ class ThresholdPattern(Pattern):
 
     sparsity: float
 
-    def mask(self, scores: jax.Array, axis: int = -2, *, sparsity: Any = None) -> jax.Array:
+    def mask(self, scores: jax.Array, axis: int | None = None, *, sparsity: Any = None) -> jax.Array:
         return self.masks([scores], axis, sparsity=sparsity)[0]
 
     @abc.abstractmethod
     def masks(
-        self, scores: Sequence[jax.Array], axis: int = -2, *, sparsity: Any = None
+        self, scores: Sequence[jax.Array], axis: int | None = None, *, sparsity: Any = None
     ) -> list[jax.Array]:
         """Keep-masks for all arrays, with one threshold across them."""
 

@@ -38,10 +38,14 @@ def check_positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name}={value} must be <= {MAX_SIZE}: sizes are int32 indices")
 
 
-def check_axis_type(axis: Any) -> None:
-    """Raises TypeError unless `axis` is an integer (not a bool)."""
+def check_axis_type(axis: Any, *, allow_none: bool = False) -> None:
+    """Raises TypeError unless `axis` is an integer (not a bool), or None if
+    `allow_none` (a pattern's default: the kernel's contraction axis)."""
+    if axis is None and allow_none:
+        return
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
-        raise TypeError(f"axis={axis!r} must be an integer, got {type(axis).__name__}")
+        kinds = "an integer or None" if allow_none else "an integer"
+        raise TypeError(f"axis={axis!r} must be {kinds}, got {type(axis).__name__}")
 
 
 def normalize_axis(axis: Any, ndim: int) -> int:

@@ -57,10 +57,10 @@ class NM(base.Pattern):
     def density(self) -> float:
         return self.n / self.m
 
-    def mask(self, scores: jax.Array, axis: int = -2) -> jax.Array:
+    def mask(self, scores: jax.Array, axis: int | None = None) -> jax.Array:
         return series_ops.series_masks(scores, (self,), axis)[0]
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
         return jnp.all(series_ops.kept_per_group(mask, self.m, axis) <= self.n)
 
     def spec(self) -> str:
@@ -109,7 +109,7 @@ class Series(base.Pattern):
             return "dense"
         return self.spec()
 
-    def term_masks(self, scores: jax.Array, axis: int = -2) -> list[jax.Array]:
+    def term_masks(self, scores: jax.Array, axis: int | None = None) -> list[jax.Array]:
         """Each term's keep-mask, chosen greedily on what earlier terms left
         (scores checked as in `mask`)."""
         scores = checks.as_score_array(scores, "scores")
@@ -117,10 +117,10 @@ class Series(base.Pattern):
             return [jnp.zeros(scores.shape, bool) for _ in self.terms]
         return series_ops.series_masks(scores, self.terms, axis)
 
-    def mask(self, scores: jax.Array, axis: int = -2) -> jax.Array:
+    def mask(self, scores: jax.Array, axis: int | None = None) -> jax.Array:
         return jnp.any(jnp.stack(series_ops.series_masks(scores, self.terms, axis)), axis=0)
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
         """Whether the kept elements can be shared out among the terms, each
         Ni:Mi (exact; see `series_fits`)."""
         return series_ops.series_fits(mask, self.terms, axis)
@@ -152,11 +152,11 @@ class Dense(base.Pattern):
     def compute_cost(self) -> float:
         return 1.0
 
-    def mask(self, scores: jax.Array, axis: int = -2) -> jax.Array:
+    def mask(self, scores: jax.Array, axis: int | None = None) -> jax.Array:
         del axis
         return jnp.ones(jnp.shape(scores), bool)
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
         del axis
         return jnp.all(mask)
 

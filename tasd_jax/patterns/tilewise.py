@@ -158,10 +158,10 @@ class _Tiled(base.ThresholdPattern):
 class TileWise(_Tiled):
     """Tile-wise sparsity, tw2: column pruning by RMS, then K-row segments per tile of g."""
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
+    def masks(self, scores, axis=None, *, sparsity=None):
         return _tw2_masks(scores, axis, self._sparsity(sparsity), self.g)
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
         return _tw_conforms(mask, axis, self.g, compact=True)
 
 
@@ -170,10 +170,10 @@ class TileWise(_Tiled):
 class TileWise1(_Tiled):
     """Tile-wise sparsity, tw1: K-row segments in fixed tiles of g columns."""
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
+    def masks(self, scores, axis=None, *, sparsity=None):
         return _tw1_masks(scores, axis, self._sparsity(sparsity), self.g)
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
         return _tw_conforms(mask, axis, self.g, compact=False)
 
 
@@ -197,7 +197,7 @@ class TileElementWise(_Tiled):
                 "must be < 1: the TW stage prunes sparsity + delta"
             )
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
+    def masks(self, scores, axis=None, *, sparsity=None):
         sparsity = self._sparsity(sparsity)
         tile_keeps = _tw2_masks(scores, axis, sparsity + self.delta, self.g)
         # Everything TW kept is +inf, so pruning down to `sparsity` re-admits
@@ -220,7 +220,7 @@ class TileVectorWise(_Tiled):
     def validate_sparsity(self, sparsity: Any) -> None:
         checks.check_sparsity(sparsity, lower=0.5, reason="2:4 alone is 0.5")
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
+    def masks(self, scores, axis=None, *, sparsity=None):
         tile_sparsity = 1.0 - 2.0 * (1.0 - jnp.asarray(self._sparsity(sparsity), jnp.float32))
         tile_keeps = _tw2_masks(scores, axis, tile_sparsity, self.g)
         return [
@@ -230,7 +230,7 @@ class TileVectorWise(_Tiled):
             for s, k in zip(scores, tile_keeps)
         ]
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
         matrix = gemm_view.as_matrix(jnp.asarray(mask, bool), axis)
         membership = tile_membership(jnp.any(matrix, axis=0), self.g, compact=True)
         return _two_four_in_some_tile_rows(matrix, membership)

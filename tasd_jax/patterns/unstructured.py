@@ -32,10 +32,11 @@ class ElementWise(base.ThresholdPattern):
     def __post_init__(self):
         self.validate_sparsity(self.sparsity)
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
+    def masks(self, scores, axis=None, *, sparsity=None):
         scores = [ranking.scores_as_float(s) for s in scores]
         for s in scores:  # no grouping axis, but a bad one is refused as by every pattern
-            checks.normalize_axis(axis, max(jnp.ndim(s), 1))
+            if axis is not None:
+                checks.normalize_axis(axis, max(jnp.ndim(s), 1))
         return prune_lowest(scores, [1] * len(scores), target_count(_total(scores), self._sparsity(sparsity)))
 
 
@@ -49,7 +50,7 @@ class Channel(base.ThresholdPattern):
     def __post_init__(self):
         self.validate_sparsity(self.sparsity)
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
+    def masks(self, scores, axis=None, *, sparsity=None):
         matrices = [gemm_view.as_matrix(ranking.scores_as_float(s), axis) for s in scores]
         keep_columns = prune_lowest(
             [gemm_view.column_rms(w) for w in matrices],
@@ -58,7 +59,7 @@ class Channel(base.ThresholdPattern):
         )
         return [jnp.broadcast_to(k, s.shape) for k, s in zip(keep_columns, scores)]
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
         matrix = gemm_view.as_matrix(mask, axis)
         return jnp.all(matrix == matrix[:1])
 
@@ -78,10 +79,10 @@ class BlockWise(base.ThresholdPattern):
             checks.check_positive_int("block size", size)
         self.validate_sparsity(self.sparsity)
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
+    def masks(self, scores, axis=None, *, sparsity=None):
         return _block_masks(scores, axis, self._sparsity(sparsity), self.block)
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
         matrix = gemm_view.as_matrix(mask, axis)
         kept = jnp.sum(_blocked(matrix.astype(jnp.int32), self.block), axis=(1, 3))
         size = jnp.sum(_blocked(jnp.ones(matrix.shape, jnp.int32), self.block), axis=(1, 3))

@@ -53,7 +53,7 @@ class VectorWise(base.ThresholdPattern):
         """Elements kept per vector (float32 scalar), at least 1."""
         return jnp.maximum(_vector_keep(self._sparsity(sparsity), self.v), 1.0)
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
+    def masks(self, scores, axis=None, *, sparsity=None):
         # The structure is fixed per vector: one threshold across arrays is
         # the same as one per array.
         keep = self.kept_per_vector(sparsity)
@@ -64,5 +64,5 @@ class VectorWise(base.ThresholdPattern):
             for (view, view_axis), s in zip(views, scores)
         ]
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
         return jnp.all(series_ops.kept_per_group(mask, self.v, axis) <= self.kept_per_vector())

@@ -41,7 +41,7 @@ class Target(NamedTuple):
 
     path: str
     pattern: patterns.Pattern
-    axis: int
+    axis: int | None  # None: the kernel's contraction axis (`patterns.gemm_view`)
 
 
 class PruneState(NamedTuple):
@@ -68,7 +68,8 @@ class Pruner:
 
     Attributes:
       rules: `(path_regex, pattern_spec[, axis])` rules; the spec is parsed with
-        `patterns.parse`; axis defaults to the kernel's contraction axis (-2).
+        `patterns.parse`; axis defaults to None, the kernel's contraction axis
+        (-2; the GEMM K of a convolution kernel).
       schedule: when masks are set and to which sparsity. A pattern with a
         target `sparsity` reaches it at the schedule's last update and follows
         the schedule proportionally before (`pattern.sparsity * s_i / s_final`);
@@ -123,10 +124,9 @@ class Pruner:
         for path, rule in chosen.items():
             if rule is None or isinstance(rule.value, patterns.Dense):
                 continue
-            ndim = jnp.ndim(flat[path])
-            axis = tree_paths.default_axis(ndim) if rule.axis is None else rule.axis
             tree_paths.check_kernel(rule, path, jnp.shape(flat[path]), "pruned")
-            out.append(Target(path, rule.value, axis))
+            # None: the kernel's contraction axis (the GEMM K of a convolution).
+            out.append(Target(path, rule.value, rule.axis))
         return tuple(out)
 
     def sparsity_scale(self, pattern: patterns.Pattern) -> float:
