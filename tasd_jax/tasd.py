@@ -234,11 +234,12 @@ def _check_decomposition(x: Any, terms: Sequence[Any], series: "patterns.Series 
         )
     if series is not None and x.ndim:
         resolved = _resolve_axis(axis, x.ndim)
+        # None is named by its index, the kernel's contraction axis.
+        shown = tree_paths.default_axis(x.ndim) % x.ndim if resolved is None else resolved
         for i, (term, pattern) in enumerate(zip(terms, expected)):
             if not bool(pattern.conforms(jnp.asarray(np.asarray(term) != 0), resolved)):
                 raise ValueError(
-                    f"terms[{i}] keeps more than {pattern.spec()} allows along "
-                    f"{'the contraction axis' if resolved is None else f'axis {resolved}'}: "
+                    f"terms[{i}] keeps more than {pattern.spec()} allows along axis {shown}: "
                     f"it is not term {i} of series {series.spec()!r}")
 
 
