@@ -19,6 +19,7 @@ from experiments import stages
 from experiments import tasder as tasder_experiment
 from experiments import train as train_experiment
 from experiments import tw_kernels as tw_kernels_experiment
+from tasd_jax import tree_paths
 
 
 def _with(section: ml_collections.ConfigDict, **fields: Any) -> ml_collections.ConfigDict:
@@ -78,7 +79,7 @@ def _pct(x: float) -> str:
 
 def _training(runs: dict) -> str:
     dense, tw = runs["dense"], runs["tw"]["final"]
-    layers = ", ".join(f"`{p.removesuffix('/kernel')}` {_pct(s)}"
+    layers = ", ".join(f"`{tree_paths.layer_name(p)}` {_pct(s)}"
                        for p, s in sorted(tw["layer_sparsity"].items()))
     return "\n".join([
         f"* Dense MLP: test accuracy **{_pct(dense['final']['test_accuracy'])}** after "

@@ -98,10 +98,6 @@ def _least_compute(candidates: Sequence[str], kept: dict[str, float], floor: flo
     return next((s for s in candidates if s == "dense" or kept[s] >= floor), "dense")
 
 
-def _layer_of(gemm: cost.GEMM) -> str | None:
-    return gemm.weight_path.removeprefix("params/").removesuffix("/kernel") if gemm.weight_path else None
-
-
 def shapes_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, Any]:
     """Shapes-only TASD-A (dense, measured activations) and TASD-W (pruned) estimates of
     one model on every design of `config.hardware` (config docstring of repro_tasd)."""
@@ -113,7 +109,6 @@ def shapes_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, An
     x = (jax.random.randint(key, batch_shape, 0, model.vocab_size) if is_tokens
          else jax.random.normal(key, batch_shape, jnp.float32))
     gemms = cost.model_gemms(model, variables, (1, *batch_shape[1:]), x.dtype)
-    layers = [_layer_of(g) for g in gemms]
     reference = cost.estimate(gemms, "tc")
 
     apply = functools.partial(model.apply, train=False)
@@ -144,21 +139,17 @@ def shapes_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, An
         a_choice = {p: _least_compute(a_candidates, {s: a_kept[s, p] for s in a_candidates
                                                      if s != "dense"}, config.min_kept_l1)
                     for p in eligible}
-        exploit = lambda p, s: p in act_density and (s != "dense" or hw.unstructured)  # noqa: E731
-        dense_est = cost.estimate(
-            gemms, hw, activation_series=[a_choice.get(p, "dense") for p in layers],
-            activation_density=[act_density[p] if exploit(p, a_choice.get(p, "dense")) else 1.0
-                                for p in layers])
+        dense_est = cost.choice.estimate_operands(gemms, hw, cost.choice.gemm_operands(
+            gemms, hw, {}, a_choice, lambda g, s: 1.0, act_density))
         # TASD-W on the pruned model: each layer's least-compute series keeping the L1.
         w_candidates = hw.candidate_series("weight")
         w_choice = {g.weight_path: _least_compute(
             w_candidates, {s: measured.kept_l1[s, g.weight_path] for s in w_candidates},
             config.min_kept_l1) for g in gemms if g.weight_path}
-        sparse_est = cost.estimate(
-            gemms, hw,
-            weight_series=[w_choice[g.weight_path] if g.weight_path else "dense" for g in gemms],
-            density=[measured.density[w_choice[g.weight_path], g.weight_path] if g.weight_path
-                     else 1.0 for g in gemms])
+        sparse_est = cost.choice.estimate_operands(gemms, hw, cost.choice.gemm_operands(
+            gemms, hw, w_choice, {},
+            lambda g, s: measured.density[s, g.weight_path] if g.weight_path else 1.0, {},
+            key=lambda g: g.weight_path))
         for workload, est, choice in (("dense", dense_est, a_choice), ("sparse", sparse_est, w_choice)):
             rows.append({"model": name, "workload": workload, "hardware": hw_name,
                          **_relative(est, reference),

@@ -146,5 +146,5 @@ def tw_kernels(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _sparsity(params: dict, layers: list[str]) -> float:
     flat = tree_paths.flatten(params)
-    kernels_ = [np.asarray(flat[f"{layer}/kernel"]) for layer in layers]
+    kernels_ = [np.asarray(flat[tree_paths.kernel_path(layer)]) for layer in layers]
     return float(sum((k == 0).sum() for k in kernels_) / max(sum(k.size for k in kernels_), 1))

@@ -7,11 +7,11 @@ magnitudes; the residual goes to term 2 with N2:M2; and so on. Since
 (A1 + A2) B = A1 B + A2 B, every term runs on N:M hardware, at a compute cost
 of sum(Ni / Mi) of dense.
 
-Axes (docs/conventions.md): by default groups run along the contraction axis
-of a flax kernel (`tree_paths.default_axis`: -2, or -1 for rank 1); on a
-kernel of rank >= 3 (a convolution [kh, kw, cin, cout]) they run along the K =
-kh*kw*cin of its GEMM view (`patterns.base.group_view`). Pass axis=-1 for
-activations [..., features].
+Axes (docs/conventions.md): by default (axis=None) groups run along the
+contraction axis of a flax kernel (-2, or -1 for rank 1); on a kernel of rank
+>= 3 (a convolution [kh, kw, cin, cout]) they run along the K = kh*kw*cin of
+its GEMM view (`patterns.gemm_view.group_view`). An explicit axis is that axis
+of the array, whatever its rank; pass axis=-1 for activations [..., features].
 """
 
 import dataclasses
@@ -29,15 +29,15 @@ from tasd_jax import tree_paths
 
 @functools.partial(jax.jit, static_argnames=("series", "axis"))
 def _decompose(x: jax.Array, series: patterns.Series, axis: int) -> tuple[jax.Array, ...]:
-    return tuple(patterns.nm.series_terms(x, series.terms, axis))
+    return tuple(patterns.owners.series_terms(x, series.terms, axis))
 
 
-# The two passes of a series ranked per group (`patterns.nm.series_owners`),
+# The two passes of a series ranked per group (`patterns.owners.series_owners`),
 # each an executable of its own: compiled together, XLA fuses the ranking into
 # every term's writes and redoes a group's compares for each of its elements
 # (docs/measurements.md).
-_owners = jax.jit(patterns.nm.series_owners, static_argnames=("terms", "axis"))
-_terms_from_owners = jax.jit(patterns.nm.terms_from_owners, static_argnames=("terms", "axis"))
+_owners = jax.jit(patterns.owners.series_owners, static_argnames=("terms", "axis"))
+_terms_from_owners = jax.jit(patterns.owners.terms_from_owners, static_argnames=("terms", "axis"))
 
 
 def decompose(
@@ -49,10 +49,11 @@ def decompose(
       x: array of any rank >= 1 (float32, bfloat16, float16, ...).
       series: "2:4", "2:4+1:8", "dense" (one 1:1 term), or a pattern value.
       axis: the axis along which groups of M consecutive elements are formed.
-        None (default): the contraction axis of a flax kernel, -2 for rank >= 2
-        ([..., in, out]) and -1 for rank 1. On the contraction axis (ndim - 2)
-        of a kernel of rank >= 3, e.g. a convolution [kh, kw, cin, cout], the
-        groups run along K = kh*kw*cin of its GEMM view [K, cout]. Pass -1 for
+        None (default): the contraction axis of a flax kernel, -2 for rank 2
+        ([in, out]) and -1 for rank 1; for a kernel of rank >= 3, e.g. a
+        convolution [kh, kw, cin, cout], the K = kh*kw*cin of its GEMM view
+        [K, cout]. An explicit axis is that axis of `x`: on a [3, 10, 7] array
+        axis=1 forms groups within each of the 3 leading slices. Pass -1 for
         activations [..., features]. A length that is not a multiple of M is
         zero-padded internally; terms come back in `x`'s shape.
 
@@ -74,21 +75,22 @@ def decompose(
         own jit `x` is traced and cannot be checked: there NaN ranks lowest and
         is never kept, +inf ranks highest.
     """
-    x = patterns.base.as_real_array(x, "x", allow_bool=False)
+    x = patterns.checks.as_real_array(x, "x", allow_bool=False)
     if x.ndim == 0:
         raise ValueError("decompose needs an array of rank >= 1, got a scalar")
     series = patterns.as_series(series)
     axis = _resolve_axis(axis, x.ndim)
-    if patterns.base.is_concrete(x) and patterns.nm.packs_owners(series.terms):
+    if patterns.checks.is_concrete(x) and patterns.owners.packs_owners(series.terms):
         owners = _owners(x, series.terms, axis)
         return tuple(_terms_from_owners(x, owners, series.terms, axis))
     return _decompose(x, series, axis)
 
 
-def _resolve_axis(axis: int | None, ndim: int) -> int:
-    """The grouping axis, normalised: None means the kernel's contraction axis."""
-    axis = tree_paths.default_axis(ndim) if axis is None else axis
-    return patterns.base.normalize_axis(axis, ndim)
+def _resolve_axis(axis: int | None, ndim: int) -> int | None:
+    """The grouping axis, normalised; None (the kernel's contraction axis, read
+    by `patterns.gemm_view.group_view`) stays None."""
+    patterns.checks.check_axis_type(axis, allow_none=True)
+    return None if axis is None else patterns.checks.normalize_axis(axis, ndim)
 
 
 def decompose_reference(
@@ -98,7 +100,7 @@ def decompose_reference(
     independent reference for tests and the baseline of the benchmark. Same
     arguments, axis default and grouping as `decompose`."""
     x = np.asarray(x)
-    view, view_axis = patterns.base.group_view(x, _resolve_axis(axis, x.ndim))
+    view, view_axis = patterns.gemm_view.group_view(x, _resolve_axis(axis, x.ndim))
     moved = np.moveaxis(view, view_axis, -1)
     residual, terms = moved.copy(), []
     for term in patterns.as_series(series).terms:
@@ -185,6 +187,7 @@ def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None,
         N:M allows along `axis` (as `decompose`'s: None is the kernel's
         contraction axis), which would report the wrong compute cost.
     """
+    series = None if series is None else patterns.as_series(series)  # parsed once
     _check_decomposition(x, terms, series, axis)
     x = np.asarray(x, np.float64)
     approx = np.asarray(reconstruct(terms), np.float64)
@@ -194,7 +197,7 @@ def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None,
     def ratio(a, b):
         return float(a / b) if b > 0 else 1.0
 
-    cost = patterns.as_series(series).compute_cost if series is not None else float("nan")
+    cost = series.compute_cost if series is not None else float("nan")
     return SeriesMetrics(
         kept_nonzero=ratio(np.count_nonzero((approx != 0) & nonzero), nnz),
         kept_l1=ratio(np.abs(approx).sum(), l1),
@@ -205,20 +208,21 @@ def series_metrics(x: jax.Array, terms: Sequence[jax.Array], series: Any = None,
     )
 
 
-def _check_decomposition(x: Any, terms: Sequence[Any], series: Any, axis: int | None) -> None:
+def _check_decomposition(x: Any, terms: Sequence[Any], series: "patterns.Series | None",
+                         axis: int | None) -> None:
     """The checks of `series_metrics`, on the host, before any work."""
-    x = np.asarray(patterns.base.as_real_array(x, "x", allow_bool=False))
+    x = np.asarray(patterns.checks.as_real_array(x, "x", allow_bool=False))
     if isinstance(terms, (str, bytes)) or not isinstance(terms, Sequence) or not terms:
         raise ValueError(f"terms must be a non-empty sequence of arrays, got {terms!r:.80}")
-    expected = patterns.as_series(series).terms if series is not None else terms
+    expected = series.terms if series is not None else terms
     if len(terms) != len(expected):
         raise ValueError(
-            f"{len(terms)} terms given for series {patterns.as_series(series).spec()!r} "
+            f"{len(terms)} terms given for series {series.spec()!r} "
             f"of {len(expected)} terms"
         )
     total = np.zeros(x.shape, np.float64)
     for i, term in enumerate(terms):
-        term = np.asarray(patterns.base.as_real_array(term, f"terms[{i}]", allow_bool=False))
+        term = np.asarray(patterns.checks.as_real_array(term, f"terms[{i}]", allow_bool=False))
         if term.shape != x.shape:
             raise ValueError(f"terms[{i}] has shape {term.shape}, x has {x.shape}: they must match")
         total += term
@@ -230,11 +234,13 @@ def _check_decomposition(x: Any, terms: Sequence[Any], series: Any, axis: int | 
         )
     if series is not None and x.ndim:
         resolved = _resolve_axis(axis, x.ndim)
+        # None is named by its index, the kernel's contraction axis.
+        shown = tree_paths.default_axis(x.ndim) % x.ndim if resolved is None else resolved
         for i, (term, pattern) in enumerate(zip(terms, expected)):
             if not bool(pattern.conforms(jnp.asarray(np.asarray(term) != 0), resolved)):
                 raise ValueError(
-                    f"terms[{i}] keeps more than {pattern.spec()} allows along axis {resolved}: "
-                    f"it is not term {i} of series {patterns.as_series(series).spec()!r}")
+                    f"terms[{i}] keeps more than {pattern.spec()} allows along axis {shown}: "
+                    f"it is not term {i} of series {series.spec()!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,14 +290,12 @@ def decompose_tree(
     chosen = tree_paths.match_rules(list(flat), rules, require_all=require_all)
     # Every leaf is reported with metrics, so every leaf is checked, by path.
     for path, leaf in flat.items():
-        patterns.base.as_real_array(leaf, f"leaf {path!r}", allow_bool=chosen[path] is None)
+        patterns.checks.as_real_array(leaf, f"leaf {path!r}", allow_bool=chosen[path] is None)
         if chosen[path] is not None and chosen[path].value.compute_cost < 1.0:
             tree_paths.check_kernel(chosen[path], path, np.shape(leaf), "decomposed")
-    axes = {
-        path: tree_paths.default_axis(leaf.ndim) if rule.axis is None else rule.axis
-        for path, leaf in flat.items()
-        if (rule := chosen[path]) is not None
-    }
+    # The rule's axis groups (None: the kernel's contraction axis, the GEMM K
+    # of a convolution); the report names None by its index for the kernel.
+    axes = {path: rule.axis for path, rule in chosen.items() if rule is not None}
     terms = _decompose_batched({p: flat[p] for p in axes}, {p: chosen[p].value for p in axes}, axes)
     report = []
     for path, leaf in flat.items():
@@ -301,22 +305,23 @@ def decompose_tree(
             report.append(LeafReport(path, tuple(leaf.shape), "dense", None, False,
                                      series_metrics(leaf, (leaf,), "dense")))
         else:
-            report.append(LeafReport(path, tuple(leaf.shape), rule.value.spec(), axes[path], True,
+            axis = tree_paths.default_axis(leaf.ndim) if axes[path] is None else axes[path]
+            report.append(LeafReport(path, tuple(leaf.shape), rule.value.spec(), axis, True,
                                      series_metrics(leaf, terms[path], rule.value, axes[path])))
     return TreeDecomposition({p: terms[p] for p in flat}, report)
 
 
 def _decompose_batched(
-    leaves: dict[str, jax.Array], series: dict[str, patterns.Series], axes: dict[str, int]
+    leaves: dict[str, jax.Array], series: dict[str, patterns.Series], axes: dict[str, int | None]
 ) -> dict[str, tuple[jax.Array, ...]]:
     """`decompose` of many leaves, one call per (series, group-axis length,
-    dtype): each leaf's group view (`patterns.base.group_view`) becomes rows
+    dtype): each leaf's group view (`patterns.gemm_view.group_view`) becomes rows
     [-1, length] with its grouping axis last, the rows of a group are
     decomposed together, then split and put back in shape. A model with dozens
     of leaf shapes compiles a handful of decompositions."""
     rows, view_axes, groups, counts = {}, {}, {}, {}
     for path, leaf in leaves.items():
-        view, view_axes[path] = patterns.base.group_view(jnp.asarray(leaf), axes[path])
+        view, view_axes[path] = patterns.gemm_view.group_view(jnp.asarray(leaf), axes[path])
         rows[path] = jnp.moveaxis(view, view_axes[path], -1)
         counts[path] = math.prod(rows[path].shape[:-1])  # spelled out: the length may be 0
         key = (series[path], rows[path].shape[-1], jnp.dtype(leaf.dtype))

@@ -128,3 +128,43 @@ def check_kernel(rule: Rule, path: str, shape: tuple, action: str) -> None:
         raise ValueError(
             f"rule {rule.pattern!r} selects {path!r} of shape {tuple(shape)}; only weights of "
             f"rank >= 2 (kernels) can be {action}: tighten the regex")
+
+
+# --- layers: the one mapping kernel path <-> layer name <-> GEMM -------------
+#
+# A GEMM layer is a flax module with a "kernel" parameter of rank >= 2; its
+# name is the module path ("stage1_block0/conv_1"), the key of per-layer
+# choices, activation statistics and captured inputs. Its kernel's path is
+# "<layer>/kernel" in the params tree and "params/<layer>/kernel" in the
+# variables tree (a GEMM's `weight_path`).
+
+KERNEL = "kernel"
+PARAMS = "params"
+
+
+def layer_name(path: str | None) -> str | None:
+    """The layer whose kernel is at `path` ("params/a/b/kernel" or "a/b/kernel"
+    -> "a/b"); None for no path or a leaf that is not a kernel (a bias, an
+    embedding table)."""
+    if not path:
+        return None
+    parent, _, leaf = path.rpartition("/")
+    if leaf != KERNEL or not parent:
+        return None
+    return parent.removeprefix(f"{PARAMS}/") if parent != PARAMS else None
+
+
+def kernel_path(layer: str) -> str:
+    """The path of `layer`'s kernel in the params tree ("a/b" -> "a/b/kernel")."""
+    return f"{layer}/{KERNEL}"
+
+
+def gemm_layers(flat_params: Mapping[str, Any]) -> dict[str, str]:
+    """{layer name: kernel path} of every kernel of rank >= 2 in a flattened
+    params tree (`flatten(variables["params"])`), in the tree's order."""
+    out = {}
+    for path, leaf in flat_params.items():
+        layer = layer_name(path)
+        if layer is not None and len(getattr(leaf, "shape", ())) >= 2:
+            out[layer] = path
+    return out

@@ -17,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 from tasd_jax import kernels, patterns, pruning, tasd, tree_paths
 from tasd_jax.cost import edp
 from tasd_jax.cost.gemms import GEMM
-from tasd_jax.patterns import nm
+from tasd_jax.patterns import nm, ranking
 from test_patterns import LIBRARY_PATTERNS, PATTERN_STRATEGIES
 
 # One valid value of every library pattern, on the small shapes below.
@@ -372,12 +372,12 @@ def test_large_m_ranks_equal_compare_ranks():
     scores = np.round(_weights((96, 5)), 1)  # ties
     for m in (12, 20):
         fast = patterns.group_ranks(scores, m, axis=0)
-        kept_limit = nm._COMPARE_MAX_M
+        kept_limit = ranking.COMPARE_MAX_M
         try:
-            nm._COMPARE_MAX_M = 10**6  # the unrolled compares, as the reference
-            slow = jax.jit(nm._group_ranks, static_argnums=(1, 2))(jnp.asarray(scores), m, 0)
+            ranking.COMPARE_MAX_M = 10**6  # the unrolled compares, as the reference
+            slow = jax.jit(ranking._group_ranks, static_argnums=(1, 2))(jnp.asarray(scores), m, 0)
         finally:
-            nm._COMPARE_MAX_M = kept_limit
+            ranking.COMPARE_MAX_M = kept_limit
         np.testing.assert_array_equal(fast, slow)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from experiments import edp_report as report
-from tasd_jax import cost, models, patterns
+from tasd_jax import cost, models, patterns, tree_paths
 
 # --------------------------------------------------------------------------- gemms_of
 
@@ -101,6 +101,61 @@ def test_gemms_of_bad_params_argnums():
 def _gemms(name, input_shape):
     model, variables = models.init_model(name, input_shape, seed=None)
     return report.workload(name, model, variables, input_shape).gemms
+
+
+def test_one_owner_of_layer_names():
+    # A GEMM's layer, a params tree's layers and a layer's kernel path are one
+    # mapping: only a leaf named "kernel" of rank >= 2 is a layer.
+    assert tree_paths.layer_name("params/stage1/conv_1/kernel") == "stage1/conv_1"
+    assert tree_paths.layer_name("stage1/conv_1/kernel") == "stage1/conv_1"
+    assert tree_paths.layer_name("params/embed/embedding") is None
+    assert tree_paths.layer_name("params/dense/my_kernel") is None
+    assert tree_paths.layer_name(None) is None
+    assert tree_paths.kernel_path("stage1/conv_1") == "stage1/conv_1/kernel"
+    flat = {"a/kernel": np.zeros((4, 2)), "a/bias": np.zeros(2), "ln/kernel": np.zeros(3),
+            "emb/embedding": np.zeros((5, 4)), "conv/kernel": np.zeros((3, 3, 2, 4))}
+    assert tree_paths.gemm_layers(flat) == {"a": "a/kernel", "conv": "conv/kernel"}
+    gemm = cost.GEMM("x", 1, 4, 2, weight_path="params/embed/embedding")
+    assert gemm.layer is None
+    assert gemm._replace(weight_path="params/a/kernel").layer == "a"
+
+
+def test_estimate_parses_each_distinct_spec_once(monkeypatch):
+    gemms = [cost.GEMM(f"g{i}", 8, 64, 8) for i in range(40)]
+    parsed = []
+    real_parse = patterns.parse
+    # A pattern passed on is returned as it is; only strings are parsed.
+    monkeypatch.setattr(patterns, "parse", lambda spec: (
+        parsed.append(spec) if isinstance(spec, str) else None) or real_parse(spec))
+    est = cost.estimate(gemms, "stc", weight_series=["2:4"] * 20 + ["dense"] * 20,
+                        activation_series=None)
+    assert est.weight_series == ("2:4",) * 20 + ("dense",) * 20
+    assert sorted(map(str, parsed)) == ["2:4", "dense", "dense"]  # weights, activations
+
+
+def test_series_canonical_form():
+    assert patterns.as_series("2:4 + 1:4").canonical == "2:4+1:4"
+    assert patterns.as_series("8:8").canonical == "dense"
+    assert patterns.as_series("dense").canonical == "dense"
+    assert patterns.as_series("2:8").canonical == "2:8"
+
+
+def test_choice_to_gemm_operands():
+    gemms = [cost.GEMM("a", 8, 64, 8, weight_path="params/a/kernel"),
+             cost.GEMM("attn", 8, 64, 8, weight=False),
+             cost.GEMM("b", 8, 64, 8, weight_path="params/b/kernel")]
+    density = lambda g, spec: {"2:4": 0.5, "dense": 0.9}[spec]  # noqa: E731
+    ops = cost.choice.gemm_operands(gemms, cost.hardware("ttc_vegeta_m4"), {"a": "2:4", None: "2:4"},
+                                    {"b": "2:4"}, density, {"a": 0.3, "b": 0.6})
+    assert ops == [("2:4", "dense", 0.5, 1.0), ("dense", "dense", 0.9, 1.0),
+                   ("dense", "2:4", 0.9, 0.6)]
+    dstc = cost.choice.gemm_operands(gemms, cost.hardware("dstc"), {}, {}, density, {"a": 0.3})
+    assert [op.activation_density for op in dstc] == [0.3, 1.0, 1.0]  # skipped as they are
+    est = cost.choice.estimate_operands(gemms, "ttc_vegeta_m4", ops)
+    assert est.weight_series == ("2:4", "dense", "dense")
+    assert est.activation_series == ("dense", "dense", "2:4")
+    with pytest.raises(ValueError, match="2 operands given for 3 GEMMs"):
+        cost.choice.estimate_operands(gemms, "tc", ops[:2])
 
 
 def test_resnet50_and_bert_mac_totals():

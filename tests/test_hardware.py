@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import edp_bert, edp_resnet50
-from tasd_jax import cost
+from tasd_jax import cost, patterns
 
 # The paper's representative layers (docs/tasd.md): ResNet-50 784-128-1152, 3136-64-576,
 # 196-256-2304 and BERT's projections and feed-forward layers at 128 tokens, as (m, k, n).
@@ -79,7 +79,7 @@ def test_candidate_series(name, operand):
     got = hw.candidate_series(operand)
     assert got == CANDIDATES[name]
     assert all(hw.runs(s, operand) for s in got)
-    assert all(cost.canonical_series(s) == s for s in got)
+    assert all(patterns.as_series(s).canonical == s for s in got)
     with pytest.raises(ValueError, match="operand 'bias'"):
         hw.candidate_series("bias")
 
@@ -99,7 +99,7 @@ def test_fixed_designs_run_exactly_their_candidates(name, operand):
     assert hw.listed_series_only
     candidates = set(hw.candidate_series(operand))
     for spec in _probes():
-        assert hw.runs(spec, operand) == (cost.canonical_series(spec) in candidates), spec
+        assert hw.runs(spec, operand) == (patterns.as_series(spec).canonical in candidates), spec
 
 
 @pytest.mark.parametrize("name", cost.PRIOR_DESIGNS + ("ttc",))
@@ -120,7 +120,7 @@ def test_ttc_vegeta_m8_rejects_what_it_does_not_run(operand, series):
     want = re.escape(f"hardware 'ttc_vegeta_m8' cannot run {operand} series '{series}'")
     with pytest.raises(ValueError, match=want):
         cost.estimate(GEMMS, "ttc_vegeta_m8", **{f"{operand}_series": series})
-    assert hw.runs("8:8", operand) and cost.canonical_series("8:8") == "dense"
+    assert hw.runs("8:8", operand) and patterns.as_series("8:8").canonical == "dense"
 
 
 def test_ttc_designs_are_one_pass_and_the_prior_ones_are_not():
@@ -198,4 +198,4 @@ def test_edp_configs_name_the_paper_designs_and_their_candidates(config_module):
     assert cost.design_name(config.hardware[0]) == "tc"  # the reference
     candidates = {s for h in config.hardware for s in cost.hardware(h).candidate_series()}
     assert set(config.series) == candidates
-    assert all(cost.canonical_series(s) == s for s in config.series)
+    assert all(patterns.as_series(s).canonical == s for s in config.series)

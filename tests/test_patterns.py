@@ -57,10 +57,10 @@ def test_non_string_spec_raises():
 
 def test_nan_lowest_is_rank_keys_without_the_negative_zero_rule():
     scores = jnp.array([np.nan, -0.0, 0.0, -np.inf, np.inf, 1.5], jnp.float32)
-    lowest = patterns.base.nan_lowest(scores)
+    lowest = patterns.ranking.nan_lowest(scores)
     np.testing.assert_array_equal(lowest, [-np.inf, 0.0, 0.0, -np.inf, np.inf, 1.5])
-    assert np.signbit(lowest[1]) and not np.signbit(patterns.base.rank_keys(scores)[1])
-    np.testing.assert_array_equal(lowest, patterns.base.rank_keys(scores))  # -0.0 == 0.0
+    assert np.signbit(lowest[1]) and not np.signbit(patterns.ranking.rank_keys(scores)[1])
+    np.testing.assert_array_equal(lowest, patterns.ranking.rank_keys(scores))  # -0.0 == 0.0
 
 
 def test_nm_mask_hand_example(jit):
@@ -303,7 +303,7 @@ def _check_counts(pattern, scores, mask, axis):
     """N:M-like patterns: exact counts in every group of the grouping axis, on
     the GEMM view for a kernel's contraction axis."""
     matrix = lambda a: np.asarray(a).reshape(-1, scores.shape[-1])  # noqa: E731
-    view = matrix if axis == -2 else (lambda a: matrix(a).T)
+    view = matrix if axis is None else (lambda a: matrix(a).T)
     available = np.ones(view(scores).shape, bool)
     if isinstance(pattern, patterns.Dense):
         assert np.asarray(mask).all()
@@ -355,8 +355,9 @@ def test_every_pattern_conforms_hits_its_target_and_jits(name, data):
     shape = data.draw(st.sampled_from(SHAPES), label="shape")
     scores = _scores(shape, data.draw(st.integers(0, 2**16)), data.draw(st.booleans()))
     threshold = isinstance(pattern, patterns.ThresholdPattern) and name != "vw"
-    # Groups along the contraction axis; N:M also along the last (activations).
-    axis = data.draw(st.sampled_from([-2, -1]), label="axis") if name == "nm" else -2
+    # Groups along the contraction axis (None: a conv kernel's GEMM K); N:M also
+    # along the last (activations).
+    axis = data.draw(st.sampled_from([None, -1]), label="axis") if name == "nm" else None
     mask = pattern.mask(jnp.asarray(scores), axis)
     assert mask.shape == shape and mask.dtype == bool
     assert bool(pattern.conforms(mask, axis))

@@ -242,6 +242,31 @@ def test_taylor_scores_sum_the_window_before_the_update(score, jit):
     np.testing.assert_array_equal(state.scores[0], 0.0)  # reset after the update
 
 
+def test_a_registered_score_is_used_by_the_pruner():
+    # "square" ranks w^2 accumulated over the window: with lr = 0 and a single
+    # step it keeps the largest |w|, like magnitude, but reaches the pruner
+    # only through the registry.
+    calls = []
+
+    def square(weight, grad):
+        calls.append(None)
+        return jnp.square(weight.astype(jnp.float32)) + 0 * grad
+
+    pruning.register_score("test_square", pruning.Score(increment=square))
+    assert "test_square" in pruning.registered_scores()
+    params = _params()
+    pruner = pruning.Pruner(rules=[("layer_1/kernel", "ew(sparsity=0.5)")],
+                            schedule=pruning.one_shot(0.5, step=2), score="test_square")
+    _, state = _run(pruning.prune(optax.sgd(0.0), pruner), params, _random_grads, 3, False)[-1]
+    assert calls
+    w = np.asarray(params["layer_1"]["kernel"], np.float64)
+    np.testing.assert_array_equal(state.masks[0], _top_fraction(w * w, 0.5))
+    with pytest.raises(ValueError, match="already registered"):
+        pruning.register_score("test_square", pruning.Score(of_weight=jnp.abs))
+    with pytest.raises(ValueError, match="exactly one of"):
+        pruning.Score()
+
+
 @pytest.mark.parametrize("jit", [False, True])
 def test_gradual_schedule_and_proportional_sparsity(jit):
     params = _params()

@@ -18,7 +18,8 @@ def sparse_arrays(draw, max_rank=3):
     # it), numpy and these properties do not.
     values = draw(hnp.arrays(np.float32, shape, elements=st.sampled_from([0.0, -2.0, -1.0, 0.5, 1.0, 3.0])
                              | st.floats(-4, 4, width=32, allow_subnormal=False)))
-    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    # None: the kernel's contraction axis (the GEMM K of a kernel of rank >= 3).
+    axis = draw(st.none() | st.integers(-len(shape), len(shape) - 1))
     return values, axis
 
 
@@ -84,10 +85,11 @@ def test_terms_are_structured_disjoint_and_exact_where_kept(data, spec):
 
 
 def _groups(x, m, axis):
-    """[rows, G, m]: groups of m consecutive elements along `axis` (the GEMM
-    K of a kernel's contraction axis), zero-padded; rows are the other axes."""
-    if x.ndim >= 3 and axis % x.ndim == x.ndim - 2:
-        x, axis = x.reshape(-1, x.shape[-1]), 0
+    """[rows, G, m]: groups of m consecutive elements along `axis` (None: the
+    kernel's contraction axis, the GEMM K of a kernel of rank >= 3),
+    zero-padded; rows are the other axes."""
+    if axis is None:
+        x, axis = (x.reshape(-1, x.shape[-1]) if x.ndim >= 3 else x), 0
     rows = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
     rows = np.pad(rows, ((0, 0), (0, -rows.shape[1] % m)))
     return rows.reshape(rows.shape[0], -1, m)
@@ -148,22 +150,22 @@ def test_owners_hand_example():
     terms = patterns.as_series("1:4+1:4").terms
     # Per group of 4, 2 bits per position: term 1 owns position 1, term 2
     # position 2: (1 << 2) | (2 << 4) = 36, in one uint8 word.
-    (word,) = patterns.nm.series_owners(x, terms, 1)
+    (word,) = patterns.owners.series_owners(x, terms, 1)
     assert word.dtype == jnp.uint8
     np.testing.assert_array_equal(word, [[36, 36]])
 
 
 @pytest.mark.parametrize("spec", ["2:8+1:8", "2:4+1:8", "1:4+1:4+1:8", "1:16+1:8"])
-@pytest.mark.parametrize("shape, axis", [((9, 48), -1), ((9, 45), -1), ((2, 3, 13, 5), -2)])
+@pytest.mark.parametrize("shape, axis", [((9, 48), -1), ((9, 45), -1), ((2, 3, 13, 5), None)])
 def test_series_sum_is_the_sum_of_the_terms(jit, spec, shape, axis):
-    # 45 and 13 leave a partial last group (padding); axis -2 of a rank-4
+    # 45 and 13 leave a partial last group (padding); axis None of a rank-4
     # array groups along the GEMM K of a kernel view.
     x = _ties_and_zeros(shape, seed=1).reshape(-1, shape[-1])
     x[0, :5] = np.nan  # traced only: NaN is never kept, by either
     x[1, 3] = np.inf
     x = x.reshape(shape)
     for data in (np.nan_to_num(x, nan=0.0, posinf=5.0), x):
-        got = jit(lambda v: patterns.nm.series_sum(v, patterns.as_series(spec).terms, axis))(data)
+        got = jit(lambda v: patterns.series_ops.series_sum(v, patterns.as_series(spec).terms, axis))(data)
         want = jax.jit(lambda v: tasd.reconstruct(tasd.decompose(v, spec, axis=axis)))(data)
         np.testing.assert_array_equal(np.asarray(got).view(np.uint32), np.asarray(want).view(np.uint32))
 
@@ -189,10 +191,10 @@ def test_top_k_path_ranks_subnormals_and_zeros_as_the_compares_do(monkeypatch):
     x[:, 1::3], x[:, 2::5], x[:, ::4] = 1e-42, -0.0, -2e-41
     x[1:, 7] = 1.0
     spec = patterns.as_series("2:16").terms
-    top_k = jax.jit(lambda v: patterns.nm.series_terms(v, spec, 1))(x)
-    monkeypatch.setattr(patterns.nm, "_COMPARE_MAX_M", 16)
-    monkeypatch.setattr(patterns.nm, "_MAX_SHARED_COMPARES", 16 * 15)
-    compares = jax.jit(lambda v: patterns.nm.series_terms(v, spec, 1))(x)
+    top_k = jax.jit(lambda v: patterns.owners.series_terms(v, spec, 1))(x)
+    monkeypatch.setattr(patterns.ranking, "COMPARE_MAX_M", 16)
+    monkeypatch.setattr(patterns.series_ops, "MAX_SHARED_COMPARES", 16 * 15)
+    compares = jax.jit(lambda v: patterns.owners.series_terms(v, spec, 1))(x)
     np.testing.assert_array_equal(np.asarray(top_k[0]).view(np.uint32),
                                   np.asarray(compares[0]).view(np.uint32))
 
@@ -261,7 +263,7 @@ def test_decompose_tree_rules_axes_and_report():
     assert by_path["params/head/kernel"].series == "2:8"  # first match wins
     bias = by_path["params/Conv_0/bias"]
     assert not bias.matched and bias.series == "dense" and bias.metrics.rel_error == 0.0
-    expected = tasd.decompose(params["params"]["Conv_0"]["kernel"], "2:4+1:8", -2)
+    expected = tasd.decompose(params["params"]["Conv_0"]["kernel"], "2:4+1:8")  # its GEMM K
     for got, want in zip(result.terms["params/Conv_0/kernel"], expected):
         np.testing.assert_array_equal(got, want)
     approx = tasd.reconstruct_tree(result, params)
@@ -287,3 +289,28 @@ def test_decompose_tree_refuses_a_bias_as_pruning_does():
         pruning.Pruner(rules=[("dense", "2:4")], schedule=pruning.one_shot(0.5)).targets(params)
     out = tasd.decompose_tree(params, [("kernel", "2:4"), ("bias", "dense")])
     assert [r.matched for r in out.report] == [True, True]
+
+
+def test_an_explicit_axis_groups_along_that_axis_only():
+    # [3, 10, 7] with axis=1: groups of 4 along the 10, within each leading
+    # slice; read as a kernel's GEMM view [30, 7] they would cross slices.
+    x = np.asarray(jax.random.normal(jax.random.key(3), (3, 10, 7)), np.float32)
+    terms = tasd.decompose(x, "2:4+1:4", axis=1)
+    for i in range(3):
+        per_slice = tasd.decompose(x[i], "2:4+1:4", axis=0)
+        for got, want in zip(terms, per_slice):
+            np.testing.assert_array_equal(np.asarray(got)[i], np.asarray(want))
+    mask = patterns.parse("2:4").mask(jnp.abs(x), axis=1)
+    np.testing.assert_array_equal(
+        mask, np.stack([patterns.parse("2:4").mask(jnp.abs(x[i]), axis=0) for i in range(3)]))
+    assert bool(patterns.parse("2:4").conforms(mask, axis=1))
+
+
+def test_axis_none_reads_a_convolution_kernel_as_its_gemm_weight():
+    w = np.asarray(jax.random.normal(jax.random.key(4), (3, 3, 6, 5)), np.float32)
+    terms = tasd.decompose(w, "1:4+1:8")  # axis None: K = 3*3*6 of the GEMM view
+    flat = tasd.decompose(w.reshape(54, 5), "1:4+1:8", axis=0)
+    for got, want in zip(terms, flat):
+        np.testing.assert_array_equal(np.asarray(got).reshape(54, 5), np.asarray(want))
+    explicit = tasd.decompose(w, "1:4+1:8", axis=2)  # cin alone, per (kh, kw)
+    assert not all(np.array_equal(a, b) for a, b in zip(terms, explicit))

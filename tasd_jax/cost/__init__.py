@@ -16,6 +16,7 @@ designs do (within 0.1% of Sparseloop's own outputs); `edp` documents how a mode
 series, TASD-A placement and aggregation come together.
 """
 
+from tasd_jax.cost import choice
 from tasd_jax.cost.edp import Estimate, estimate
 from tasd_jax.cost.gemms import GEMM, gemms_of, model_gemms, total_macs
 from tasd_jax.cost.hardware import (
@@ -25,7 +26,6 @@ from tasd_jax.cost.hardware import (
     Access,
     EnergyTable,
     Hardware,
-    canonical_series,
     design_name,
     hardware,
     hardware_aliases,
@@ -41,7 +41,6 @@ __all__ = [
     "Hardware",
     "PAPER_DESIGNS",
     "PRIOR_DESIGNS",
-    "canonical_series",
     "design_name",
     "estimate",
     "gemms_of",

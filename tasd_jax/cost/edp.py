@@ -143,9 +143,7 @@ def estimate(
         naming unknown GEMMs, a mapping over GEMMs that share a name, or an
         unknown placement.
     """
-    if not isinstance(hw, (str, Hardware)):
-        raise TypeError(f"hw must be a Hardware or a design name, got {hw!r:.60}")
-    hw = hardware(hw) if isinstance(hw, str) else hw
+    hw = _checked_hardware(hw)
     gemms = check_gemms(gemms)
     if not gemms:
         raise ValueError("estimate needs at least one GEMM (got an empty list)")
@@ -155,7 +153,31 @@ def estimate(
     if mapping_objective not in dataflow.OBJECTIVES:
         raise ValueError(
             f"mapping_objective={mapping_objective!r} must be one of {dataflow.OBJECTIVES}")
-    w_specs = _per_gemm(weight_series, gemms, "weight_series", "dense")
+    w_specs, series = _weight_specs(weight_series, gemms)
+    a_specs, a_series = _series_per_gemm(activation_series, gemms, "activation_series")
+    series.update(a_series)
+    dw = _densities(density, gemms, "density")
+    da = _densities(activation_density, gemms, "activation_density")
+    w_terms = _terms(w_specs, series, gemms, hw, "weight")
+    a_terms = _terms(a_specs, series, gemms, hw, "activation")
+    _check_sparse_operands(hw, gemms, w_specs, a_specs, w_terms, a_terms)
+
+    table = hw.energy.per_access(hw.dram_write_words_per_cycle)
+    rows = [_gemm_costs(g, hw, table, wt, at, dwi, dai, activation_placement, mapping_objective)
+            for g, wt, at, dwi, dai in zip(gemms, w_terms, a_terms, dw, da)]
+    return _assembled(hw, gemms, w_specs, a_specs, rows)
+
+
+def _checked_hardware(hw: Any) -> Hardware:
+    if not isinstance(hw, (str, Hardware)):
+        raise TypeError(f"hw must be a Hardware or a design name, got {hw!r:.60}")
+    return hardware(hw) if isinstance(hw, str) else hw
+
+
+def _weight_specs(weight_series: Any, gemms: tuple[GEMM, ...]) -> tuple[list[str], dict]:
+    """`_series_per_gemm` of the weights; GEMMs without a weight operand stay dense
+    (naming one is an error only in a mapping, which names GEMMs on purpose)."""
+    w_specs, series = _series_per_gemm(weight_series, gemms, "weight_series")
     for i, (g, spec) in enumerate(zip(gemms, w_specs)):
         if not g.weight and spec != "dense":
             if isinstance(weight_series, Mapping):
@@ -163,21 +185,26 @@ def estimate(
                     f"weight_series {spec!r} given for GEMM {g.name!r}, which has no weight operand"
                 )
             w_specs[i] = "dense"
-    a_specs = _per_gemm(activation_series, gemms, "activation_series", "dense")
-    dw = _densities(density, gemms, "density")
-    da = _densities(activation_density, gemms, "activation_density")
-    w_terms = _terms(w_specs, gemms, hw, "weight")
-    a_terms = _terms(a_specs, gemms, hw, "activation")
-    if hw.sparse_operands < 2:
-        for g, w, a, wt, at in zip(gemms, w_specs, a_specs, w_terms, a_terms):
-            if _sparse(wt) and _sparse(at):
-                raise ValueError(
-                    f"hardware {hw.name!r} runs a series on one operand only; GEMM {g.name!r} "
-                    f"has weight series {w!r} and activation series {a!r}")
+    series.setdefault("dense", patterns.Dense())
+    return w_specs, series
 
-    table = hw.energy.per_access(hw.dram_write_words_per_cycle)
-    rows = [_gemm_costs(g, hw, table, wt, at, dwi, dai, activation_placement, mapping_objective)
-            for g, wt, at, dwi, dai in zip(gemms, w_terms, a_terms, dw, da)]
+
+def _check_sparse_operands(hw: Hardware, gemms: tuple[GEMM, ...], w_specs: list[str],
+                           a_specs: list[str], w_terms: list[tuple], a_terms: list[tuple]) -> None:
+    """Raises ValueError for a GEMM with a sparse series on both operands of a
+    design that runs a series on one operand only."""
+    if hw.sparse_operands >= 2:
+        return
+    for g, w, a, wt, at in zip(gemms, w_specs, a_specs, w_terms, a_terms):
+        if _sparse(wt) and _sparse(at):
+            raise ValueError(
+                f"hardware {hw.name!r} runs a series on one operand only; GEMM {g.name!r} "
+                f"has weight series {w!r} and activation series {a!r}")
+
+
+def _assembled(hw: Hardware, gemms: tuple[GEMM, ...], w_specs: list[str], a_specs: list[str],
+               rows: list[tuple[dataflow.LevelCosts, dict]]) -> Estimate:
+    """The `Estimate` of per-GEMM `_gemm_costs` rows."""
     column = lambda f: np.array([f(r) for r in rows], np.float64)  # noqa: E731
     energy_by_part = {part: column(lambda r, p=part: r[0].energy_pj.get(p, 0.0) + r[1].get(p, 0.0))
                       for part in PARTS}
@@ -248,9 +275,11 @@ def _gemm_costs(g: GEMM, hw: Hardware, table: dataflow.Energies, w_terms: tuple,
     return costs, extra
 
 
-def _terms(specs: Sequence[str], gemms: tuple[GEMM, ...], hw: Hardware, operand: str) -> list[tuple]:
-    """Each GEMM's series as (n, m) terms, after checking the design runs it on `operand`."""
-    series = {spec: patterns.as_series(spec) for spec in set(specs)}
+def _terms(specs: Sequence[str], parsed: Mapping[str, "patterns.Pattern"], gemms: tuple[GEMM, ...],
+           hw: Hardware, operand: str) -> list[tuple]:
+    """Each GEMM's series as (n, m) terms, after checking the design runs it on
+    `operand`; `parsed` maps each distinct spec to its pattern."""
+    series = {spec: patterns.as_series(parsed[spec]) for spec in sorted(set(specs))}
     for spec, s in series.items():
         bad = hw.unsupported_terms(s, operand)
         if bad:
@@ -265,8 +294,26 @@ def _terms(specs: Sequence[str], gemms: tuple[GEMM, ...], hw: Hardware, operand:
     return [as_terms[spec] for spec in specs]
 
 
+def _series_per_gemm(value: Any, gemms: tuple[GEMM, ...], what: str) -> tuple[list[str], dict]:
+    """One spec per GEMM (`_per_gemm`, None as "dense") and {spec: its pattern},
+    each distinct value parsed once: a search estimates thousands of choices
+    over a model's GEMMs, most of them sharing a few specs."""
+    parsed: dict[Any, "patterns.Pattern"] = {}
+    specs = []
+    for v in _per_gemm(value, gemms, what, "dense"):
+        v = "dense" if v is None else v
+        try:
+            pattern = parsed.get(v)
+        except TypeError:  # unhashable: parse it to get its error
+            pattern = None
+        if pattern is None:
+            pattern = parsed[v] = patterns.parse(v)
+        specs.append(pattern.spec())
+    return specs, {pattern.spec(): pattern for pattern in parsed.values()}
+
+
 def _per_gemm(value: Any, gemms: tuple[GEMM, ...], what: str, default: Any) -> list:
-    """One entry per GEMM from a scalar, a name mapping or a sequence; specs as strings."""
+    """One entry per GEMM from a scalar, a name mapping or a sequence."""
     names = [g.name for g in gemms]
     if value is None:
         out = [default] * len(gemms)
@@ -290,8 +337,6 @@ def _per_gemm(value: Any, gemms: tuple[GEMM, ...], what: str, default: Any) -> l
         out = list(value)
         if len(out) != len(gemms):
             raise ValueError(f"{what} has {len(out)} entries for {len(gemms)} GEMMs")
-    if default == "dense":
-        return [patterns.parse(v).spec() if v is not None else "dense" for v in out]
     return out
 
 

@@ -61,6 +61,11 @@ class GEMM(NamedTuple):
     op: str = "dot_general"
 
     @property
+    def layer(self) -> str | None:
+        """The layer whose kernel is B (`tree_paths.layer_name`), or None."""
+        return tree_paths.layer_name(self.weight_path)
+
+    @property
     def macs(self) -> int:
         return self.batch * self.m * self.k * self.n
 

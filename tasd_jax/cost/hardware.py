@@ -204,17 +204,6 @@ ENERGY_TABLES: Mapping[str, EnergyTable] = {
 OWN_TABLE = "sparseloop"  # `hardware(name, energy=OWN_TABLE)`: each design's artefact table
 
 
-def canonical_series(series: "str | patterns.Pattern") -> str:
-    """The canonical spec of a TASD series: `dense` for a single n:n term, else its terms.
-
-    `canonical_series("2:4 + 1:4") == "2:4+1:4"`, `canonical_series("8:8") == "dense"`.
-    """
-    s = patterns.as_series(series)
-    if len(s.terms) == 1 and s.terms[0].n == s.terms[0].m:
-        return "dense"
-    return s.spec()
-
-
 def _cost_order(spec: str) -> tuple:
     """Sort key: least compute first, then fewer terms, then the spec."""
     s = patterns.as_series(spec)
@@ -271,8 +260,9 @@ class Hardware:
     def __post_init__(self):
         modes = self.weight_modes | self.activation_modes
         for spec in self.series:
-            terms = patterns.as_series(spec).terms
-            if canonical_series(spec) != spec or len(terms) < 2:
+            series = patterns.as_series(spec)
+            terms = series.terms
+            if series.canonical != spec or len(terms) < 2:
                 raise ValueError(
                     f"hardware {self.name!r}: series entry {spec!r} must be a canonical "
                     "spec of two or more terms"
@@ -326,11 +316,11 @@ class Hardware:
         1:8+1:8, on `ttc_vegeta_m8`), the whole series, with the candidates it
         does run. Empty when it runs.
         """
-        terms = patterns.as_series(series).terms
-        bad = [t.spec() for t in terms if not self.supports(t.n, t.m, operand)]
+        series = patterns.as_series(series)
+        bad = [t.spec() for t in series.terms if not self.supports(t.n, t.m, operand)]
         if bad or not self.listed_series_only:
             return bad
-        spec = canonical_series(series)
+        spec = series.canonical
         candidates = self.candidate_series(operand)
         if spec in candidates:
             return []

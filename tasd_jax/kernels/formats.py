@@ -336,7 +336,7 @@ def pack_nm(term: jax.Array, nm: "str | patterns.NM") -> PackedNM:
         raise ValueError(f"term must be a [K, N] matrix, got shape {term.shape}")
     nonzero = term != 0
     if not isinstance(term, jax.core.Tracer) and not bool(nm.conforms(nonzero, axis=0)):
-        most = int(jnp.max(patterns.nm.group_counts(nonzero, nm.m, axis=0)))
+        most = int(jnp.max(patterns.ranking.group_counts(nonzero, nm.m, axis=0)))
         raise ValueError(
             f"term has {most} non-zeros in a group of {nm.m} along K: more than {nm.spec()} allows"
         )

@@ -24,7 +24,7 @@ def _operand(a: jax.Array, k: int, what: str, shape: tuple[int, int]) -> jax.Arr
     """`a` as a jax array. Raises TypeError unless it holds real numbers,
     ValueError unless its last axis is K (NaN simply propagates to the product)."""
     a = a if isinstance(a, jax.Array) else np.asarray(a)
-    patterns.base.check_real_dtype(a.dtype, "a", allow_bool=False)
+    patterns.checks.check_real_dtype(a.dtype, "a", allow_bool=False)
     if a.ndim < 1 or a.shape[-1] != k:
         raise ValueError(f"a has shape {a.shape}; its last axis must be K={k} ({what} {shape})")
     return jnp.asarray(a)

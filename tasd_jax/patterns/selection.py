@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tasd_jax.patterns import base
+from tasd_jax.patterns import ranking
 
 
 def prune_lowest(
@@ -24,7 +24,7 @@ def prune_lowest(
 
     Args:
       scores: per array, unit scores of any shape (float). +inf is never
-        pruned; NaN and -inf are pruned first (`base.rank_keys`).
+        pruned; NaN and -inf are pruned first (`ranking.rank_keys`).
       sizes: per array, unit sizes broadcastable to its scores (weights per unit;
         a size-0 unit is kept and costs nothing).
       num_prune: weights to prune in total (may be traced). Units are pruned in
@@ -38,7 +38,7 @@ def prune_lowest(
     """
     if sum(jnp.size(s) for s in scores) == 0:
         return [jnp.ones(jnp.shape(s), bool) for s in scores]
-    flat_scores = base.rank_keys(
+    flat_scores = ranking.rank_keys(
         jnp.concatenate([jnp.ravel(s).astype(jnp.float32) for s in scores])
     )
     uniform = {z for z in sizes if isinstance(z, (int, np.integer))}

@@ -1,6 +1,6 @@
 """Tile-wise sparsity (Guo et al., SC20; docs/tile_wise.md) and its variants.
 
-A leaf is viewed as the GEMM weight W[K, N] (`base.as_matrix`).
+A leaf is viewed as the GEMM weight W[K, N] (`gemm_view.as_matrix`).
 
 * tw2 (`TileWise`, spec "tw"): prune whole N-columns by their RMS at the
   per-dimension rate s' with (1 - s')^2 = 1 - s; cut the surviving columns, in
@@ -39,8 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from tasd_jax.patterns import base
-from tasd_jax.patterns import nm
+from tasd_jax.patterns import base, checks, gemm_view, nm, ranking, registry
 from tasd_jax.patterns.selection import prune_lowest, target_count
 
 
@@ -71,7 +70,7 @@ def segment_units(w: jax.Array, membership: jax.Array) -> tuple[jax.Array, jax.A
     """
     member = membership.astype(jnp.float32)
     squares = jnp.square(w.astype(jnp.float32))
-    # A segment is NaN if one of its scores is (pruned first, `base.rank_keys`)
+    # A segment is NaN if one of its scores is (pruned first, `ranking.rank_keys`)
     # and +inf if one is infinite. A plain `squares @ member` would spread a
     # non-finite square to the segments of every tile in its row (0 * inf is
     # NaN), so finite squares are summed apart from counts of NaN and inf, in
@@ -111,12 +110,12 @@ def _row_segment_stage(
 # Jitted: outside jit their dozens of small ops would each run (and compile) alone.
 @functools.partial(jax.jit, static_argnames=("axis", "g"))
 def _tw2_masks(scores, axis, sparsity, g):
-    matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
+    matrices = [gemm_view.as_matrix(ranking.scores_as_float(s), axis) for s in scores]
     total = sum(w.size for w in matrices)
     num_prune = target_count(total, sparsity)
     per_dimension = 1.0 - jnp.sqrt(1.0 - jnp.asarray(sparsity, jnp.float32))
     keep_columns = prune_lowest(
-        [base.column_rms(w) for w in matrices], [w.shape[0] for w in matrices],
+        [gemm_view.column_rms(w) for w in matrices], [w.shape[0] for w in matrices],
         target_count(total, per_dimension),
     )
     column_pruned = sum(jnp.sum(~k) * w.shape[0] for k, w in zip(keep_columns, matrices))
@@ -127,7 +126,7 @@ def _tw2_masks(scores, axis, sparsity, g):
 
 @functools.partial(jax.jit, static_argnames=("axis", "g"))
 def _tw1_masks(scores, axis, sparsity, g):
-    matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
+    matrices = [gemm_view.as_matrix(ranking.scores_as_float(s), axis) for s in scores]
     total = sum(w.size for w in matrices)
     memberships = [
         tile_membership(jnp.ones(w.shape[1], bool), g, compact=False) for w in matrices
@@ -137,7 +136,7 @@ def _tw1_masks(scores, axis, sparsity, g):
 
 
 def _tw_conforms(mask: jax.Array, axis: int, g: int, compact: bool) -> jax.Array:
-    matrix = base.as_matrix(mask, axis)
+    matrix = gemm_view.as_matrix(mask, axis)
     keep_columns = jnp.any(matrix, axis=0) if compact else jnp.ones(matrix.shape[1], bool)
     return tile_conforms(matrix, tile_membership(keep_columns, g, compact=compact))
 
@@ -150,35 +149,35 @@ class _Tiled(base.ThresholdPattern):
     g: int = 128
 
     def __post_init__(self):
-        base.check_positive_int("g", self.g)
+        checks.check_positive_int("g", self.g)
         self.validate_sparsity(self.sparsity)
 
 
-@base.register("tw")
+@registry.register("tw")
 @dataclasses.dataclass(frozen=True)
 class TileWise(_Tiled):
     """Tile-wise sparsity, tw2: column pruning by RMS, then K-row segments per tile of g."""
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
+    def masks(self, scores, axis=None, *, sparsity=None):
         return _tw2_masks(scores, axis, self._sparsity(sparsity), self.g)
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
         return _tw_conforms(mask, axis, self.g, compact=True)
 
 
-@base.register("tw1")
+@registry.register("tw1")
 @dataclasses.dataclass(frozen=True)
 class TileWise1(_Tiled):
     """Tile-wise sparsity, tw1: K-row segments in fixed tiles of g columns."""
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
+    def masks(self, scores, axis=None, *, sparsity=None):
         return _tw1_masks(scores, axis, self._sparsity(sparsity), self.g)
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
         return _tw_conforms(mask, axis, self.g, compact=False)
 
 
-@base.register("tew")
+@registry.register("tew")
 @dataclasses.dataclass(frozen=True)
 class TileElementWise(_Tiled):
     """TEW: tw2 at sparsity + delta, plus the top `delta` of weights added back."""
@@ -186,29 +185,30 @@ class TileElementWise(_Tiled):
     delta: float = 0.05
 
     def __post_init__(self):
-        if base.is_concrete(self.delta) and not 0.0 <= self.delta:
+        if checks.is_concrete(self.delta) and not 0.0 <= self.delta:
             raise ValueError(f"delta={self.delta} must be >= 0")
         super().__post_init__()
 
     def validate_sparsity(self, sparsity: Any) -> None:
-        base.check_sparsity(sparsity)
-        if base.is_concrete(sparsity) and sparsity + self.delta >= 1.0:
+        checks.check_sparsity(sparsity)
+        if checks.is_concrete(sparsity) and sparsity + self.delta >= 1.0:
             raise ValueError(
                 f"sparsity + delta = {sparsity} + {self.delta} = {sparsity + self.delta} "
                 "must be < 1: the TW stage prunes sparsity + delta"
             )
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
+    def masks(self, scores, axis=None, *, sparsity=None):
         sparsity = self._sparsity(sparsity)
         tile_keeps = _tw2_masks(scores, axis, sparsity + self.delta, self.g)
         # Everything TW kept is +inf, so pruning down to `sparsity` re-admits
         # exactly the highest-scoring `delta` of the weights TW removed.
-        remainder = [jnp.where(k, jnp.inf, base.scores_as_float(s)) for k, s in zip(tile_keeps, scores)]
+        remainder = [jnp.where(k, jnp.inf, ranking.scores_as_float(s))
+                     for k, s in zip(tile_keeps, scores)]
         total = sum(s.size for s in scores)
         return prune_lowest(remainder, [1] * len(scores), target_count(total, sparsity))
 
 
-@base.register("tvw")
+@registry.register("tvw")
 @dataclasses.dataclass(frozen=True)
 class TileVectorWise(_Tiled):
     """TVW: tw2 with 2:4 inside each tile along its kept K-rows.
@@ -218,20 +218,20 @@ class TileVectorWise(_Tiled):
     """
 
     def validate_sparsity(self, sparsity: Any) -> None:
-        base.check_sparsity(sparsity, lower=0.5, reason="2:4 alone is 0.5")
+        checks.check_sparsity(sparsity, lower=0.5, reason="2:4 alone is 0.5")
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
+    def masks(self, scores, axis=None, *, sparsity=None):
         tile_sparsity = 1.0 - 2.0 * (1.0 - jnp.asarray(self._sparsity(sparsity), jnp.float32))
         tile_keeps = _tw2_masks(scores, axis, tile_sparsity, self.g)
         return [
             _two_four_in_tiles(
-                base.as_matrix(base.scores_as_float(s), axis), k.reshape(-1, s.shape[-1])
+                gemm_view.as_matrix(ranking.scores_as_float(s), axis), k.reshape(-1, s.shape[-1])
             ).reshape(s.shape)
             for s, k in zip(scores, tile_keeps)
         ]
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
-        matrix = base.as_matrix(jnp.asarray(mask, bool), axis)
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
+        matrix = gemm_view.as_matrix(jnp.asarray(mask, bool), axis)
         membership = tile_membership(jnp.any(matrix, axis=0), self.g, compact=True)
         return _two_four_in_some_tile_rows(matrix, membership)
 

@@ -14,7 +14,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from tasd_jax.patterns import base
+from tasd_jax.patterns import base, checks, gemm_view, ranking, registry
 from tasd_jax.patterns.selection import prune_lowest, target_count
 
 
@@ -22,7 +22,7 @@ def _total(scores) -> int:
     return sum(s.size for s in scores)
 
 
-@base.register("ew")
+@registry.register("ew")
 @dataclasses.dataclass(frozen=True)
 class ElementWise(base.ThresholdPattern):
     """Element-wise (unstructured) magnitude pruning."""
@@ -32,38 +32,39 @@ class ElementWise(base.ThresholdPattern):
     def __post_init__(self):
         self.validate_sparsity(self.sparsity)
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
-        scores = [base.scores_as_float(s) for s in scores]
+    def masks(self, scores, axis=None, *, sparsity=None):
+        scores = [ranking.scores_as_float(s) for s in scores]
         for s in scores:  # no grouping axis, but a bad one is refused as by every pattern
-            base.normalize_axis(axis, max(jnp.ndim(s), 1))
+            if axis is not None:
+                checks.normalize_axis(axis, max(jnp.ndim(s), 1))
         return prune_lowest(scores, [1] * len(scores), target_count(_total(scores), self._sparsity(sparsity)))
 
 
-@base.register("channel")
+@registry.register("channel")
 @dataclasses.dataclass(frozen=True)
 class Channel(base.ThresholdPattern):
-    """Prune whole output columns (the last axis) by their RMS (`base.column_rms`)."""
+    """Prune whole output columns (the last axis) by their RMS (`gemm_view.column_rms`)."""
 
     sparsity: float = 0.5
 
     def __post_init__(self):
         self.validate_sparsity(self.sparsity)
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
-        matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
+    def masks(self, scores, axis=None, *, sparsity=None):
+        matrices = [gemm_view.as_matrix(ranking.scores_as_float(s), axis) for s in scores]
         keep_columns = prune_lowest(
-            [base.column_rms(w) for w in matrices],
+            [gemm_view.column_rms(w) for w in matrices],
             [w.shape[0] for w in matrices],
             target_count(_total(matrices), self._sparsity(sparsity)),
         )
         return [jnp.broadcast_to(k, s.shape) for k, s in zip(keep_columns, scores)]
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
-        matrix = base.as_matrix(mask, axis)
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
+        matrix = gemm_view.as_matrix(mask, axis)
         return jnp.all(matrix == matrix[:1])
 
 
-@base.register("bw")
+@registry.register("bw")
 @dataclasses.dataclass(frozen=True)
 class BlockWise(base.ThresholdPattern):
     """Prune [bk, bn] blocks of the GEMM view [K, N] by RMS score."""
@@ -75,14 +76,14 @@ class BlockWise(base.ThresholdPattern):
         if not (isinstance(self.block, tuple) and len(self.block) == 2):
             raise ValueError(f"block={self.block!r} must be two integers, e.g. block=32x32")
         for size in self.block:
-            base.check_positive_int("block size", size)
+            checks.check_positive_int("block size", size)
         self.validate_sparsity(self.sparsity)
 
-    def masks(self, scores, axis=-2, *, sparsity=None):
+    def masks(self, scores, axis=None, *, sparsity=None):
         return _block_masks(scores, axis, self._sparsity(sparsity), self.block)
 
-    def conforms(self, mask: jax.Array, axis: int = -2) -> jax.Array:
-        matrix = base.as_matrix(mask, axis)
+    def conforms(self, mask: jax.Array, axis: int | None = None) -> jax.Array:
+        matrix = gemm_view.as_matrix(mask, axis)
         kept = jnp.sum(_blocked(matrix.astype(jnp.int32), self.block), axis=(1, 3))
         size = jnp.sum(_blocked(jnp.ones(matrix.shape, jnp.int32), self.block), axis=(1, 3))
         return jnp.all((kept == 0) | (kept == size))
@@ -104,7 +105,7 @@ def _blocked(matrix: jax.Array, block: tuple[int, int]) -> jax.Array:
 # Jitted: outside jit its small ops would each run (and compile) alone.
 @functools.partial(jax.jit, static_argnames=("axis", "block"))
 def _block_masks(scores, axis, sparsity, block):
-    matrices = [base.as_matrix(base.scores_as_float(s), axis) for s in scores]
+    matrices = [gemm_view.as_matrix(ranking.scores_as_float(s), axis) for s in scores]
     block_scores, block_sizes = [], []
     for w in matrices:
         # Edge blocks are smaller: their size counts only real weights.

@@ -1,6 +1,6 @@
 """Gradual structured pruning (the tile-wise paper's recipes, docs/tile_wise.md).
 
-* `scores`: magnitude and Taylor importance scores.
+* `scores`: the registry of importance scores (magnitude, Taylor).
 * `schedules`: one-shot, staged (the TW paper's stage lists) and cubic
   (Zhu & Gupta) schedules, all as a static list of `(step, sparsity)` updates.
 * `masking`: `Pruner` (path rules -> patterns from `tasd_jax.patterns`) and the
@@ -28,10 +28,12 @@ from tasd_jax.pruning.schedules import (
     stage_list,
     stages_up_to,
 )
-from tasd_jax.pruning.scores import SCORES, magnitude, taylor_increment
+from tasd_jax.pruning.scores import Score, magnitude, taylor_increment
+from tasd_jax.pruning.scores import register as register_score
+from tasd_jax.pruning.scores import registered as registered_scores
 
 __all__ = [
-    "PruneState", "Pruner", "SCORES", "STAGE_LISTS", "Schedule", "TW_BERT_STAGES", "TW_VGG16_STAGES",
-    "Target", "cubic", "final_sparsity", "magnitude", "mask_tree", "one_shot", "prune", "prune_tree", "sparsity_metrics",
-    "stage_list", "staged", "stages_up_to", "taylor_increment",
+    "PruneState", "Pruner", "STAGE_LISTS", "Schedule", "Score", "TW_BERT_STAGES", "TW_VGG16_STAGES",
+    "Target", "cubic", "final_sparsity", "magnitude", "mask_tree", "one_shot", "prune", "prune_tree",
+    "register_score", "registered_scores", "sparsity_metrics", "stage_list", "staged", "stages_up_to", "taylor_increment",
 ]

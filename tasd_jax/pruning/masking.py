@@ -41,7 +41,7 @@ class Target(NamedTuple):
 
     path: str
     pattern: patterns.Pattern
-    axis: int
+    axis: int | None  # None: the kernel's contraction axis (`patterns.gemm_view`)
 
 
 class PruneState(NamedTuple):
@@ -68,12 +68,14 @@ class Pruner:
 
     Attributes:
       rules: `(path_regex, pattern_spec[, axis])` rules; the spec is parsed with
-        `patterns.parse`; axis defaults to the kernel's contraction axis (-2).
+        `patterns.parse`; axis defaults to None, the kernel's contraction axis
+        (-2; the GEMM K of a convolution kernel).
       schedule: when masks are set and to which sparsity. A pattern with a
         target `sparsity` reaches it at the schedule's last update and follows
         the schedule proportionally before (`pattern.sparsity * s_i / s_final`);
         patterns without one (N:M, series) are simply re-applied at every update.
-      score: "magnitude", "taylor" (sum |w g|) or "taylor_squared" (sum (w g)^2).
+      score: a registered score (`scores.register`): "magnitude", "taylor"
+        (sum |w g|) or "taylor_squared" (sum (w g)^2).
       taylor_steps: Taylor scores sum the gradients of this many steps, the last
         one being the step of the mask update.
       global_threshold: one threshold across all parameters that share a
@@ -92,7 +94,7 @@ class Pruner:
             for r in tree_paths.as_rules(self.rules)
         )
         object.__setattr__(self, "rules", rules)
-        scores_lib.check_score(self.score)
+        scores_lib.get(self.score)  # an unknown name fails here, before training
         if (isinstance(self.taylor_steps, bool) or not isinstance(self.taylor_steps, (int, np.integer))
                 or self.taylor_steps < 1):
             raise ValueError(f"taylor_steps={self.taylor_steps!r} must be an integer >= 1")
@@ -122,10 +124,9 @@ class Pruner:
         for path, rule in chosen.items():
             if rule is None or isinstance(rule.value, patterns.Dense):
                 continue
-            ndim = jnp.ndim(flat[path])
-            axis = tree_paths.default_axis(ndim) if rule.axis is None else rule.axis
             tree_paths.check_kernel(rule, path, jnp.shape(flat[path]), "pruned")
-            out.append(Target(path, rule.value, axis))
+            # None: the kernel's contraction axis (the GEMM K of a convolution).
+            out.append(Target(path, rule.value, rule.axis))
         return tuple(out)
 
     def sparsity_scale(self, pattern: patterns.Pattern) -> float:
@@ -163,7 +164,8 @@ def prune(inner: optax.GradientTransformation, pruner: Pruner) -> optax.Gradient
     their updates stay exactly zero; unchosen parameters are updated by `inner`
     untouched.
     """
-    taylor = scores_lib.needs_gradients(pruner.score)
+    score = scores_lib.get(pruner.score)
+    taylor = score.needs_gradients
 
     def init_fn(params):
         targets = pruner.targets(params)
@@ -190,12 +192,12 @@ def prune(inner: optax.GradientTransformation, pruner: Pruner) -> optax.Gradient
         if taylor:
             in_window = pruner.schedule.steps_until_next(state.count) < pruner.taylor_steps
             acc = tuple(
-                jnp.where(in_window, a + scores_lib.taylor_increment(pruner.score, w, g), a)
+                jnp.where(in_window, a + score.increment(w, g), a)
                 for a, w, g in zip(acc, weights, grads)
             )
         def new_masks():
             # Magnitudes inside the branch: steps without a mask update skip them.
-            importance = acc if taylor else tuple(scores_lib.magnitude(w) for w in weights)
+            importance = acc if taylor else tuple(score.of_weight(w) for w in weights)
             return pruner.compute_masks(targets, importance, jnp.maximum(update, 0))
 
         masks = jax.lax.cond(update >= 0, new_masks, lambda: state.masks)
@@ -286,7 +288,7 @@ def prune_tree(
     targets = pruner.targets(params)
     flat = tree_paths.flatten(params)
     for t in targets:  # the patterns would raise too, without the path
-        patterns.base.check_finite(flat[t.path], f"parameter {t.path!r}")
+        patterns.checks.check_finite(flat[t.path], f"parameter {t.path!r}")
     masks = pruner.compute_masks(
         targets, [scores_lib.magnitude(flat[t.path]) for t in targets], jnp.asarray(0)
     )

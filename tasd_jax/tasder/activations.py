@@ -148,7 +148,7 @@ def same_m_keep_count(series: "str | patterns.Pattern") -> tuple[int, int] | Non
 
 def keep_top_per_group(x: jax.Array, m: int, keep: jax.Array) -> jax.Array:
     """x with only the `keep` largest magnitudes of every M consecutive elements along
-    the last axis (ties to the lower index; `patterns.nm.top_per_group`). `keep` may
+    the last axis (ties to the lower index; `patterns.series_ops.top_per_group`). `keep` may
     be traced (0..m), so one compiled function serves every same-M series:
     `keep = m` is dense.
 
@@ -164,7 +164,7 @@ def keep_top_per_group(x: jax.Array, m: int, keep: jax.Array) -> jax.Array:
       >>> m, k = same_m_keep_count("2:8+1:8")                  # (8, 3)
       >>> keep_top_per_group(x, m, jnp.asarray(k))             # x [B, ..., K]
     """
-    return patterns.nm.top_per_group(x, m, keep, x.ndim - 1)
+    return patterns.series_ops.top_per_group(x, m, keep, x.ndim - 1)
 
 
 def with_activation_series(
@@ -179,7 +179,7 @@ def with_activation_series(
       series: {module path: series}: that layer's input is replaced by the sum
         of its series' terms along the last axis (static: a new series compiles
         anew), computed in one pass without writing the terms
-        (`patterns.nm.series_sum`, bit-exact to `tasd.reconstruct` of
+        (`patterns.series_ops.series_sum`, bit-exact to `tasd.reconstruct` of
         `tasd.decompose`).
       keep: {module path: (M, K)} with K possibly traced: keep the K largest of
         every M along the last axis (`keep_top_per_group`): every same-M series
@@ -206,7 +206,7 @@ def with_activation_series(
     def decompose_input(next_fun, call_args, call_kwargs, context):
         path = _gemm_path(context)
         if path in series:
-            x = patterns.nm.series_sum(call_args[0], series[path].terms, axis=-1)
+            x = patterns.series_ops.series_sum(call_args[0], series[path].terms, axis=-1)
             call_args = (x, *call_args[1:])
         elif path in keep:
             m, k = keep[path]

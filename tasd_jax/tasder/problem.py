@@ -156,8 +156,7 @@ class Problem:
         self.variables = jax.tree.map(jnp.asarray, variables)
         self.calibration = calibration
         self.params = tree_paths.flatten(self.variables["params"])
-        self.layers = {p.removesuffix("/kernel"): p for p, w in self.params.items()
-                       if p.rpartition("/")[2] == "kernel" and np.ndim(w) >= 2}
+        self.layers = tree_paths.gemm_layers(self.params)
         if not self.layers:
             raise ValueError("the model has no GEMM layer (no 'kernel' of rank >= 2 in "
                              "variables['params']) to decompose")
@@ -373,28 +372,26 @@ class Problem:
         return self._estimates[key]
 
     def _estimate(self, choice: Choice, hw: cost.Hardware, batch: int) -> cost.Estimate:
-        w_specs, a_specs, w_density, a_density = zip(*self._operands(choice, hw, batch))
-        return cost.estimate(self.gemms(batch), hw, weight_series=list(w_specs),
-                             activation_series=list(a_specs), density=list(w_density),
-                             activation_density=list(a_density))
+        return cost.choice.estimate_operands(self.gemms(batch), hw,
+                                             self._operands(choice, hw, batch))
 
-    def _operands(self, choice: Choice, hw: cost.Hardware, batch: int) -> list[tuple]:
-        """Per GEMM: (weight series, activation series, weight density, activation density)."""
-        out = []
-        for g in self.gemms(batch):
-            layer = _layer_of(g)
-            w = choice.weights.get(layer, "dense") if g.weight else "dense"
-            a = choice.activations.get(layer, "dense")
-            if w != "dense":
-                w_density = self.weight_series(w)[layer][1]
-            else:  # the zeros the weights already have count where the design skips them
-                exploited = hw.unstructured and g.weight and layer in self.layers
-                w_density = self._kernel_density(layer) if exploited else 1.0
-            stats = self.activation_stats.get(layer)
-            exploited = a != "dense" or hw.unstructured
-            out.append((w, a, w_density,
-                        1.0 - stats.mean_sparsity if stats and exploited else 1.0))
-        return out
+    def _operands(self, choice: Choice, hw: cost.Hardware, batch: int) -> list:
+        """Per GEMM, its `cost.choice.Operands` under the choice."""
+        return cost.choice.gemm_operands(
+            self.gemms(batch), hw, choice.weights, choice.activations,
+            functools.partial(self._weight_density, hw), self._activation_density)
+
+    def _weight_density(self, hw: cost.Hardware, gemm: cost.GEMM, spec: str) -> float:
+        if spec != "dense":
+            return self.weight_series(spec)[gemm.layer][1]
+        # The zeros the weights already have count where the design skips them.
+        exploited = hw.unstructured and gemm.weight and gemm.layer in self.layers
+        return self._kernel_density(gemm.layer) if exploited else 1.0
+
+    @functools.cached_property
+    def _activation_density(self) -> dict[str, float]:
+        """{layer: its input's density on the calibration input}."""
+        return {layer: 1.0 - stats.mean_sparsity for layer, stats in self.activation_stats.items()}
 
     def _rows(self, choice: Choice, hw: cost.Hardware, batch: int) -> np.ndarray:
         """[G, 2] cycles and pJ of each GEMM under the choice. A GEMM's costs depend on
@@ -406,10 +403,8 @@ class Problem:
         missing = [i for i, key in enumerate(keys) if key not in self._gemm_costs]
         if missing:
             gemms = self.gemms(batch)
-            w, a, dw, da = zip(*(operands[i] for i in missing))
-            est = cost.estimate([gemms[i] for i in missing], hw, weight_series=list(w),
-                                activation_series=list(a), density=list(dw),
-                                activation_density=list(da))
+            est = cost.choice.estimate_operands([gemms[i] for i in missing], hw,
+                                                [operands[i] for i in missing])
             for j, i in enumerate(missing):
                 self._gemm_costs[keys[i]] = (est.cycles[j], est.energy_pj[j])
         return np.array([self._gemm_costs[key] for key in keys])
@@ -467,9 +462,3 @@ def _hardware(hardware: "str | cost.Hardware") -> cost.Hardware:
     return cost.hardware(hardware) if isinstance(hardware, str) else hardware
 
 
-def _layer_of(gemm: cost.GEMM) -> str | None:
-    """The layer (module path) whose kernel is a GEMM's weight operand."""
-    path = gemm.weight_path
-    if not path or not path.startswith("params/") or not path.endswith("/kernel"):
-        return None
-    return path.removeprefix("params/").removesuffix("/kernel")
