@@ -167,7 +167,8 @@ def test_bad_problems_fail_before_any_search(problem):
     with pytest.raises(ValueError, match=re.escape(
             "variables must be a dict with a 'params' collection (flax model.init's output)")):
         tasder.Problem(apply, variables["params"], evaluate=metric, calibration=cal)
-    with pytest.raises(ValueError, match=re.escape("evaluate=0.97 is not callable: pass a function")):
+    with pytest.raises(ValueError,
+                       match=re.escape("evaluate=0.97 is not callable: pass a function")):
         tasder.Problem(apply, variables, evaluate=0.97, calibration=cal)
     with pytest.raises(ValueError, match=re.escape(
             "calibration must be an input pytree whose every leaf has a leading examples axis "
