@@ -33,6 +33,28 @@ settings.register_profile("dev", max_examples=25, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+# The files that took longest (setup included), slowest first. With several workers
+# (`-n auto --dist loadfile`) a long file handed out last leaves the other workers
+# idle while it runs: these go out first, the rest fill in around them.
+SLOWEST_FILES = (
+    "test_repro_tasd.py", "test_repro_tw.py", "test_distributed.py", "test_models.py",
+    "test_bad_runs.py", "test_train.py", "test_patterns.py", "test_pipeline.py",
+    "test_train_configs.py", "test_cli.py",
+)
+
+
+def pytest_configure(config):
+    # xdist hands out files with the most tests first unless told to keep the
+    # collection order, which `pytest_collection_modifyitems` below sets.
+    if config.pluginmanager.hasplugin("xdist"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
+
+
 @pytest.fixture(params=[False, True], ids=["nojit", "jit"])
 def jit(request):
     """Runs a test twice: `jit(fn, **jit_kwargs)` is `jax.jit(fn, **jit_kwargs)`

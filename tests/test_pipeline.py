@@ -79,9 +79,24 @@ def test_edp_report_estimates_the_trained_model(trained, tmp_path):
     assert list(out["workloads"]) == ["mlp_1x8x8x1"]
     assert out["weights"][0]["source"] == "export"
     totals = {(r["hardware"], r["series"]): r for r in out["totals"]}
-    assert totals["dense", "dense"]["rel_edp"] == 1.0
+    # Each total is the sum of its per-layer rows, its EDP total cycles x total energy, and
+    # its relative figures divided by the dense core running the dense model.
+    summed = {}
+    for r in _csv(tmp_path / "per_layer.csv"):
+        key = r["hardware"], r["series"]
+        cycles, energy = summed.get(key, (0.0, 0.0))
+        summed[key] = cycles + float(r["cycles"]), energy + float(r["energy_pj"])
+    assert set(summed) == set(totals)
+    base_cycles, base_energy = summed["dense", "dense"]
+    for key, (cycles, energy) in summed.items():
+        assert totals[key]["cycles"] == pytest.approx(cycles, rel=1e-9), key
+        assert totals[key]["energy_pj"] == pytest.approx(energy, rel=1e-9), key
+        assert totals[key]["edp_pj_cycles"] == pytest.approx(cycles * energy, rel=1e-9), key
+        assert totals[key]["rel_cycles"] == pytest.approx(cycles / base_cycles, rel=1e-9), key
+        assert totals[key]["rel_edp"] == pytest.approx(
+            cycles * energy / (base_cycles * base_energy), rel=1e-9), key
     # 2:4 on the STC halves the compute of every layer: fewer cycles than dense.
-    assert totals["stc", "2:4"]["rel_cycles"] < 1.0
+    assert summed["stc", "2:4"][0] < base_cycles
 
 
 def test_tw_kernels_run_the_export_with_the_masked_dense_accuracy(trained, tmp_path):
@@ -96,7 +111,9 @@ def test_tw_kernels_run_the_export_with_the_masked_dense_accuracy(trained, tmp_p
     assert out["max_abs_logit_difference"] < 1e-4
     assert out["test_examples"] == 355
     assert out["sparsity_of_packed_layers"] == pytest.approx(0.75, abs=0.01)
-    assert out["forward"]["dense_ms"] > 0 and out["forward"]["tw_ms"] > 0
+    forward = out["forward"]
+    assert (forward["batch"], forward["reps"]) == (256, 3)
+    assert forward["speedup"] == pytest.approx(forward["dense_ms"] / forward["tw_ms"], rel=1e-9)
 
 
 def test_training_starts_from_the_export(trained, tmp_path):

@@ -4,6 +4,7 @@ y-range and the config checks."""
 
 import csv
 import os
+import re
 
 import pytest
 
@@ -60,8 +61,13 @@ def test_speed_is_measured_beside_the_paper(run):
         f"GEMM {k}x{n}" for k, n in config.speed.shapes
     ] + ["encoder"]
     for r in rows:
-        assert float(r["dense_ms"]) > 0 and float(r["tw_ms"]) > 0
+        # The speed-up is the ratio of the two median times; the fraction of the limit
+        # divides it by the compute limit 1 / density.
+        speedup = float(r["dense_ms"]) / float(r["tw_ms"])
+        assert float(r["speedup"]) == pytest.approx(speedup, rel=1e-9), r["what"]
         assert float(r["compute_limit"]) == pytest.approx(1 / (1 - config.speed.sparsity), rel=0.01)
+        assert float(r["fraction_of_limit"]) == pytest.approx(
+            speedup / float(r["compute_limit"]), rel=1e-9), r["what"]
     report = (workdir / "report.md").read_text()
     encoder = results["speed"][-1]
     assert f"**{encoder['speedup']:.2f}x**" in report
@@ -117,15 +123,18 @@ def test_y_band_leaves_only_a_collapsed_run_below_the_range():
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("workers", 0, "config.workers=0"),
-    ("threshold_modes", ("layer", "tile"), "'tile'"),
-    ("patterns", (("TW", "tw(sparsity={sparsity},g=0)"),), "config.patterns"),
+    ("workers", 0, "config.workers=0 must be an integer >= 1"),
+    ("threshold_modes", ("layer", "tile"),
+     "config.threshold_modes has 'tile'; each must be one of ['global', 'layer']"),
+    ("patterns", (("TW", "tw(sparsity={sparsity},g=0)"),),
+     "config.patterns: a template does not make a valid spec (pattern spec "
+     "'tw(sparsity=0.75,g=0)': g=0 must be an integer >= 1)"),
     ("patterns", (("TW", "ew(sparsity={sparsity})"), ("TW", "vw(sparsity={sparsity})")),
-     "distinct"),
+     "config.patterns labels ['TW', 'TW'] must be distinct (each names its runs)"),
 ])
 def test_bad_config_is_refused_before_anything_runs(tmp_path, field, value, message):
     config = repro_config.get_config("tiny")
     config[field] = value
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         repro_tw.repro_tw(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()

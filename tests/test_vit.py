@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import errors as flax_errors
 from flax import traverse_util
 
 from tasd_jax import cost, models
@@ -308,7 +309,7 @@ def test_dropout_only_in_training_with_an_rng(jit):
     assert not np.allclose(a, b) and not np.allclose(a, evaluation)
     np.testing.assert_array_equal(run(True, jax.random.key(1)), a)
     # Training needs the "dropout" rng.
-    with pytest.raises(Exception, match="dropout"):
+    with pytest.raises(flax_errors.InvalidRngError, match='Dropout_0 needs PRNG for "dropout"'):
         run(True)
     # With rate 0 training is the evaluation function.
     still = models.get_model("vit", **TINY)
