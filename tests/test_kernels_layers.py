@@ -155,28 +155,3 @@ def test_fold_bad_pairs():
     params["b"]["kernel"] = np.ones((4, 2), np.float32)
     with pytest.raises(ValueError, match="takes 4"):
         kernels.pack_tw_params(params, 2, fold=(("a", "b", jnp.tanh),))
-
-
-def test_measure_matmul_speed_keys():
-    row = kernels.measure.matmul_speed(
-        16, 32, 64, 0.75, g=16, reps=1, backends=("xla", "reference")
-    )
-    assert set(row["ms"]) == {"dense", "xla", "reference"} == set(row["ms_min"])
-    assert set(row["speedup"]) == {"xla", "reference"} == set(row["fraction_of_limit"])
-    assert row["density"] < 0.5 and row["compute_limit"] == pytest.approx(1 / row["density"])
-    limit = row["compute_limit"]
-    assert row["fraction_of_limit"]["xla"] == pytest.approx(row["speedup"]["xla"] / limit)
-    assert (row["M"], row["K"], row["N"], row["g"]) == (16, 32, 64, 16)
-
-
-def test_measure_encoder_speed_keys_and_logits():
-    row = kernels.measure.encoder_speed(
-        num_layers=1, seq=8, batch=2, g=16, reps=1, hidden=32, mlp_dim=64, num_heads=2
-    )
-    assert set(row["ms"]) == {"dense", "tw", "tw_unfolded"}
-    assert isinstance(row["speedup"], float) and row["speedup"] > 0
-    assert row["fraction_of_limit"] == pytest.approx(row["speedup"] / row["compute_limit"])
-    assert row["max_abs_diff_logits"] < 1e-4
-    assert "1 layers" in row["model"]
-    with pytest.raises(ValueError, match="sparsity=1.5"):
-        kernels.measure.encoder_speed(sparsity=1.5)
