@@ -177,6 +177,30 @@ def test_tw_matmul_pallas_interpret(k, n, g, col_keep, row_keep, zero_blocks):
 
 
 @pytest.mark.parametrize("backend", ["reference", "xla", "pallas"])
+def test_tw_matmul_never_reads_pruned_rows(backend):
+    # Tile 0 (columns 0-3) keeps rows 1-3 and is padded to 8 rows; tile 1
+    # (columns 4-7) keeps rows 0-12; column 8 is pruned; row 15 is kept nowhere.
+    rng = np.random.default_rng(3)
+    w = np.zeros((16, 9), np.float32)
+    kept = {(0, 4): np.arange(1, 4), (4, 8): np.arange(0, 13)}
+    for (lo, hi), rows in kept.items():
+        w[np.ix_(rows, np.arange(lo, hi))] = rng.standard_normal((len(rows), hi - lo))
+    a = rng.standard_normal((5, 16)).astype(np.float32)
+    a[:, 0] = np.nan  # kept by tile 1 only, pruned in tile 0 (whose padding used to read it)
+    a[2, 15] = np.inf  # pruned everywhere
+    packed = kernels.pack_tw(w, 4)
+    assert any(np.asarray(b.weights).shape[1] > 3 for b in packed.buckets)  # tile 0 is padded
+    expected = np.zeros((5, 9))
+    for (lo, hi), rows in kept.items():
+        expected[:, lo:hi] = a[:, rows].astype(np.float64) @ w[rows, lo:hi]
+    out = np.asarray(kernels.tw_matmul(a, packed, backend=backend, interpret=True, block_m=16))
+    assert np.isnan(out[:, 4:8]).all()
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)  # NaN where expected is
+    jitted = jax.jit(lambda a, p: kernels.tw_matmul(a, p, backend=backend, interpret=True))
+    np.testing.assert_allclose(np.asarray(jitted(a, packed)), out)
+
+
+@pytest.mark.parametrize("backend", ["xla", "pallas"])
 def test_tw_matmul_bf16_accumulates_in_float32(backend):
     rng = np.random.default_rng(5)
     w = tw_sparse(rng, 256, 64, 32, 0.5, 0.9).astype(jnp.bfloat16)

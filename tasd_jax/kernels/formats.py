@@ -6,8 +6,9 @@ columns, in order, are cut into tiles of `g`; each tile keeps its own set of
 K-rows. `a @ W` is then one small dense GEMM per tile,
 `a[:, rows_t] @ W[rows_t, cols_t]`, whose results land in the tile's output
 columns. Tiles are grouped into a few *buckets*; inside a bucket every tile is
-padded to the same number of kept rows (padding rows point at row 0 and hold
-zero weights), so a bucket is one batched GEMM with static shapes. The bucket
+padded to the same number of kept rows (padding rows repeat one of the tile's
+kept rows and hold zero weights, so no tile reads a row it pruned), so a
+bucket is one batched GEMM with static shapes. The bucket
 plan minimises the padded work (docs/measurements.md: one batched GEMM per
 bucket runs at dense BLAS speed, per-tile GEMMs do not).
 
@@ -47,7 +48,8 @@ class TWBucket:
 
     Attributes:
       weights: [T, R, G] each tile's kept rows of its kept columns.
-      rows: [T, R] int32 K-index of each kept row (padding: 0, zero weights).
+      rows: [T, R] int32 K-index of each kept row (padding: the tile's last
+        kept row again, zero weights).
       cols: [T, G] int32 N-index of each tile column (padding: N, zero weights).
     """
 
@@ -233,6 +235,9 @@ def pack_tw(
         for i, t in enumerate(members):
             kept, tile = tile_rows[t], tiles[t]
             rows[i, : len(kept)] = kept
+            # Padding repeats a kept row: reading a pruned one would let its
+            # NaN or inf into the tile's output (0 * NaN is NaN).
+            rows[i, len(kept) :] = kept[-1]
             cols[i, : len(tile)] = tile
             weights[i, : len(kept), : len(tile)] = w[np.ix_(kept, tile)]
             inverse[tile] = offset + i * width + np.arange(len(tile))
@@ -254,7 +259,7 @@ def unpack_tw(packed: PackedTW) -> jax.Array:
         t, r, g = b.weights.shape
         rows = jnp.broadcast_to(b.rows[:, :, None], (t, r, g))
         cols = jnp.broadcast_to(b.cols[:, None, :], (t, r, g))
-        # Padding rows add zeros to row 0; padding columns (N) are dropped.
+        # Padding rows add zeros to a kept row; padding columns (N) are dropped.
         w = w.at[rows, cols].add(b.weights, mode="drop")
     return w
 
