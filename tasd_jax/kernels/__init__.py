@@ -2,7 +2,7 @@
 
     packed = pack_tw(w, g=128)            # outside jit: structure from w's zeros
     y = tw_matmul(a, packed)              # a @ w; backend "xla" on CPU, "pallas" on GPU
-    s = pack_series(tasd.decompose(w, "2:4+1:8", axis=0), "2:4+1:8")
+    s = pack_series(tasd.decompose(w, "2:4+1:8", axis=0), "2:4+1:8")  # outside jit: checked
     y = series_matmul(a, s)               # a @ sum(terms)
 
 `TWDense` + `pack_tw_params` run a pruned flax model through `tw_matmul`

@@ -109,11 +109,13 @@ class PackedTW:
         return work / max(k * n, 1)
 
 
-def _concrete(x, name: str) -> np.ndarray:
+def _concrete(x, name: str, why: str) -> np.ndarray:
+    """`x` as a numpy array; ValueError if it is traced (packing needs the
+    values: `why` says what for)."""
     if isinstance(x, jax.core.Tracer):
         raise ValueError(
-            f"{name} is traced: packing infers its structure from the zeros of the "
-            "values, so call it outside jit and pass the packed result in"
+            f"{name} is traced: packing {why}, which needs its values; call it outside "
+            "jit and pass the packed result in"
         )
     return np.asarray(x)
 
@@ -207,7 +209,7 @@ def pack_tw(
             raise ValueError(f"{name}={value!r} must be an integer >= 1")
     if not bucket_slack >= 0:
         raise ValueError(f"bucket_slack={bucket_slack!r} must be >= 0")
-    w = _concrete(w, "w")
+    w = _concrete(w, "w", "reads the tiles off the zeros of w")
     if w.ndim != 2:
         raise ValueError(f"w must be a [K, N] matrix, got shape {w.shape}")
     k, n = w.shape
@@ -326,8 +328,9 @@ def group_rows(x: jax.Array, m: int) -> jax.Array:
 def pack_nm(term: jax.Array, nm: "str | patterns.NM") -> PackedNM:
     """Packs an N:M-sparse term W[K, N] (groups along K, axis 0).
 
-    Jit-able. Outside jit the term is checked: a group holding more than N
-    non-zeros raises ValueError (under jit such a term would lose values).
+    Not jit-able: a group holding more than N non-zeros cannot be packed
+    without losing values, so the term is checked first, which needs its
+    values. Pack once, outside jit, and pass the result to jitted code.
 
     Args:
       term: [K, N] array, at most n non-zeros in every m consecutive K-rows.
@@ -336,15 +339,23 @@ def pack_nm(term: jax.Array, nm: "str | patterns.NM") -> PackedNM:
     nm = patterns.parse(nm)
     if not isinstance(nm, patterns.NM):
         raise ValueError(f"pattern {nm.spec()!r} is not a single N:M pattern")
-    term = jnp.asarray(term)
-    if term.ndim != 2:
-        raise ValueError(f"term must be a [K, N] matrix, got shape {term.shape}")
-    nonzero = term != 0
-    if not isinstance(term, jax.core.Tracer) and not bool(nm.conforms(nonzero, axis=0)):
-        most = int(jnp.max(patterns.nm.group_counts(nonzero, nm.m, axis=0)))
+    rule = f"{nm.spec()} (at most {nm.n} non-zeros in every {nm.m} consecutive K-rows)"
+    host = _concrete(term, "term", f"checks that the term is {rule}")
+    if host.ndim != 2:
+        raise ValueError(f"term must be a [K, N] matrix, got shape {host.shape}")
+    # numpy, not jnp: under jit even a concrete term's jnp results are traced.
+    padded = np.pad(host != 0, ((0, -host.shape[0] % nm.m), (0, 0)))
+    counts = padded.reshape(-1, nm.m, host.shape[1]).sum(axis=1)  # [G, N]
+    if counts.size and counts.max() > nm.n:
+        group, column = np.unravel_index(np.argmax(counts), counts.shape)
+        first = group * nm.m
+        last = min(first + nm.m, host.shape[0]) - 1
         raise ValueError(
-            f"term has {most} non-zeros in a group of {nm.m} along K: more than {nm.spec()} allows"
+            f"term has {counts.max()} non-zeros in K-rows {first}..{last} of column {column}: "
+            f"not {rule}"
         )
+    term = jnp.asarray(term)
+    nonzero = term != 0
     grouped = group_rows(term, nm.m)
     # Non-zeros first, then lower positions: the kept slots are distinct.
     ranks = patterns.group_ranks(group_rows(nonzero, nm.m).astype(jnp.float32), nm.m, axis=1)
@@ -357,6 +368,9 @@ def pack_nm(term: jax.Array, nm: "str | patterns.NM") -> PackedNM:
 
 def pack_series(terms: Sequence[jax.Array], series: "str | patterns.Pattern") -> PackedSeries:
     """Packs the terms of a TASD series (`tasd.decompose(w, series, axis=0)`).
+
+    Not jit-able, like `pack_nm`: every term is checked against its N:M
+    pattern first. Pack outside jit and pass the `PackedSeries` in.
 
     Args:
       terms: one [K, N] array per term of `series`.

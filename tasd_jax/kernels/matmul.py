@@ -117,12 +117,13 @@ def series_matmul(
     backend: str = "auto",
     interpret: bool = False,
 ) -> jax.Array:
-    """`a @ sum(terms)` for a TASD weight series (jit-able).
+    """`a @ sum(terms)` for a TASD weight series (jit-able with packed terms).
 
     Args:
       a: [..., K] activations (leading axes fold into M).
       terms: a `PackedSeries` (from `pack_series`), or the dense [K, N] terms
-        with `series` naming their N:M patterns (they are packed here).
+        with `series` naming their N:M patterns (they are packed here, so
+        only outside jit: see `pack_nm`).
       series: the series spec, e.g. "2:4+1:8"; only with dense terms.
       backend: "xla" (CPU default), "pallas" (GPU default), "reference", "auto".
       interpret: run the Pallas kernel in interpret mode (any platform).
