@@ -23,19 +23,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from tasd_jax import kernels
-from tasd_jax.kernels import measure, tw_xla
+from tasd_jax import kernel_speed, kernels
+from tasd_jax.kernels import tw_xla
 
 BERT_SHAPES = ((768, 768), (768, 3072), (3072, 768))
 
 
 def matmul_rows(args, dtype) -> list[dict]:
-    """`measure.matmul_speed` for every shape and sparsity."""
+    """`kernel_speed.matmul_speed` for every shape and sparsity."""
     shapes = list(BERT_SHAPES) + [tuple(s) for s in args.square]
     rows = []
     for k, n in shapes:
         for sparsity in args.sparsity:
-            row = measure.matmul_speed(
+            row = kernel_speed.matmul_speed(
                 args.m, k, n, sparsity, args.g, dtype=dtype, reps=args.reps, backends=args.backends
             )
             print(
@@ -106,7 +106,7 @@ def alternatives(args, dtype) -> list[dict]:
 def alternatives_for(args, dtype, k: int, n: int) -> list[dict]:
     m, g = args.m, args.g
     a = jax.random.normal(jax.random.key(1), (m, k), jnp.float32).astype(dtype)
-    w = measure.tw_weight(k, n, 0.75, g, seed=k * 7 + n, dtype=dtype)
+    w = kernel_speed.tw_weight(k, n, 0.75, g, seed=k * 7 + n, dtype=dtype)
     packed = kernels.pack_tw(w, g)
     least_padding = kernels.pack_tw(w, g, bucket_slack=0.0)
     variants = {"dense jnp.dot": (jax.jit(jnp.dot), (a, jnp.asarray(w)))}
@@ -154,7 +154,7 @@ def alternatives_for(args, dtype, k: int, n: int) -> list[dict]:
             f"K-major chunks block_m={bm}: [T, G, R] x [T, R, bm], row scatter + transpose"
         ] = (f, (a, packed))
     base = "dense jnp.dot"
-    got = measure.time_candidates(
+    got = kernel_speed.time_candidates(
         {name: functools.partial(f, *x) for name, (f, x) in variants.items()}, args.reps, base
     )
     out = [
@@ -174,8 +174,8 @@ def alternatives_for(args, dtype, k: int, n: int) -> list[dict]:
 
 
 def end_to_end(args, dtype) -> dict:
-    """`measure.encoder_speed`: BERT-base forward (seq 128, M tokens), every Dense TW-75%."""
-    row = measure.encoder_speed(
+    """`kernel_speed.encoder_speed`: BERT-base forward (seq 128, M tokens), every Dense TW-75%."""
+    row = kernel_speed.encoder_speed(
         args.e2e_layers,
         seq=128,
         batch=max(1, args.m // 128),

@@ -14,7 +14,7 @@ line each when it starts and ends (docs/reproduction_tw.md):
   train step, which is single-threaded).
 * `speed`: the TW product against dense `jnp.dot` on the configured GEMM
   shapes and a BERT encoder forward with every Dense kernel TW-pruned, both
-  from `tasd_jax.kernels.measure`, each candidate timed in the same run.
+  from `tasd_jax.kernel_speed`, each candidate timed in the same run.
 
 Then `accuracy.csv` (one row per pruned run), `accuracy.png` (accuracy against
 achieved sparsity, a panel per model and threshold mode), `speed.csv`,
@@ -39,8 +39,7 @@ from experiments import stages
 from experiments import sweep
 from experiments import train as train_experiment
 from experiments.errors import ConfigError
-from tasd_jax import timing
-from tasd_jax.kernels import measure
+from tasd_jax import kernel_speed, timing
 
 # The TW paper's figures (docs/tile_wise.md): TW-75% speed-up over dense on a V100
 # in fp16 per BERT-base GEMM (K x N), and on BERT-base end to end.
@@ -228,17 +227,17 @@ def accuracy_rows(
 
 def speed_stage(sc: ml_collections.ConfigDict, folder: str) -> dict:
     """Times TW against dense on every GEMM of `sc.shapes` (A [sc.m, K], W [K, N])
-    and on the encoder forward (`tasd_jax.kernels.measure`); `folder` is unused
+    and on the encoder forward (`tasd_jax.kernel_speed`); `folder` is unused
     (the figures go to the stage record). Returns {"gemms", "encoder", "machine"}."""
     del folder
     load_before = os.getloadavg()[0]
     gemms = []
     for k, n in sc.shapes:
-        got = measure.matmul_speed(sc.m, k, n, sc.sparsity, sc.g, reps=sc.reps)
+        got = kernel_speed.matmul_speed(sc.m, k, n, sc.sparsity, sc.g, reps=sc.reps)
         print(f"[speed] {k}x{n}: dense {got['ms']['dense']:.2f} ms, TW {got['ms']['xla']:.2f} ms, "
               f"{got['speedup']['xla']:.2f}x", flush=True)
         gemms.append(got)
-    encoder = measure.encoder_speed(
+    encoder = kernel_speed.encoder_speed(
         sc.num_layers, sc.seq, sc.batch, sc.sparsity, sc.g, reps=sc.encoder_reps,
         hidden=sc.hidden, mlp_dim=sc.mlp_dim, num_heads=sc.num_heads,
     )

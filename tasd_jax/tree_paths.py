@@ -27,13 +27,23 @@ def path_str(key_path: tuple) -> str:
 def flatten(tree: Any) -> dict[str, Any]:
     """Returns {'/'-joined path: leaf} in the tree's leaf order.
 
+    Every leaf must be an array (anything with a shape and a dtype: jax and
+    numpy arrays, numpy scalars, tracers): the callers read the leaves' shapes.
+
     Raises:
+      TypeError: a leaf is not an array (a Python float, int, str, ...),
+        naming its path and type.
       ValueError: two leaves join to the same path (`{"a/b": x, "a": {"b": y}}`),
         naming both: one would silently replace the other.
     """
     flat, key_paths = {}, {}
     for key_path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         path = path_str(key_path)
+        if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
+            raise TypeError(
+                f"leaf {path!r} is a {type(leaf).__name__} ({leaf!r:.40}), not an array: "
+                "parameter trees hold arrays only (wrap it as np.asarray(value))"
+            )
         if path in flat:
             raise ValueError(
                 f"two leaves flatten to the path {path!r}: "

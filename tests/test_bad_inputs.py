@@ -246,6 +246,21 @@ def test_two_paths_flattening_to_one_key_raise_naming_both():
         tasd.decompose_tree(tree, [("b", "2:4")])
 
 
+@pytest.mark.parametrize("leaf, kind", [(0.5, "float"), (3, "int"), ("w", "str")])
+def test_a_leaf_that_is_not_an_array_is_named_with_its_type(leaf, kind):
+    tree = {"params": {"dense": {"kernel": np.ones((8, 4)), "scale": leaf}}}
+    message = re.escape(
+        f"leaf 'params/dense/scale' is a {kind} ({leaf!r}), not an array: "
+        "parameter trees hold arrays only (wrap it as np.asarray(value))"
+    )
+    with pytest.raises(TypeError, match=message):
+        tree_paths.flatten(tree)
+    with pytest.raises(TypeError, match=message):  # before any pruning work
+        pruning.prune_tree(tree, [("kernel", "2:4")])
+    # numpy scalars have a shape and a dtype: they are arrays.
+    assert tree_paths.flatten({"s": np.float32(0.5)})["s"] == np.float32(0.5)
+
+
 @pytest.mark.parametrize("field, value", [("m", -4), ("k", 2.5), ("n", -1), ("batch", 0.5)])
 def test_cost_model_rejects_negative_or_fractional_sizes(field, value):
     gemm = GEMM("layer", 16, 32, 8)._replace(**{field: value})

@@ -9,6 +9,7 @@ import dataclasses
 import graphlib
 import itertools
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -50,6 +51,20 @@ def tile_structure(w, g):
     cols = np.flatnonzero((w != 0).any(0))
     tiles = [cols[i : i + g] for i in range(0, len(cols), g)]
     return cols, [np.flatnonzero((w[:, t] != 0).any(1)) for t in tiles]
+
+
+def value_error(message: str):
+    """`pytest.raises(ValueError)` for an error whose text contains `message` verbatim."""
+    return pytest.raises(ValueError, match=re.escape(message))
+
+
+def traced_message(name: str, why: str) -> str:
+    """The pattern of a packing function's refusal of traced input, `why`
+    naming what it reads off the values."""
+    return re.escape(
+        f"{name} is traced: packing {why}, which needs its values; call it outside jit "
+        "and pass the packed result in"
+    )
 
 
 CASES = [  # (K, N, g, column keep, row keep, zero blocks): sparsity 0% .. ~95%
@@ -177,6 +192,30 @@ def test_tw_matmul_pallas_interpret(k, n, g, col_keep, row_keep, zero_blocks):
 
 
 @pytest.mark.parametrize("backend", ["reference", "xla", "pallas"])
+def test_tw_matmul_never_reads_pruned_rows(backend):
+    # Tile 0 (columns 0-3) keeps rows 1-3 and is padded to 8 rows; tile 1
+    # (columns 4-7) keeps rows 0-12; column 8 is pruned; row 15 is kept nowhere.
+    rng = np.random.default_rng(3)
+    w = np.zeros((16, 9), np.float32)
+    kept = {(0, 4): np.arange(1, 4), (4, 8): np.arange(0, 13)}
+    for (lo, hi), rows in kept.items():
+        w[np.ix_(rows, np.arange(lo, hi))] = rng.standard_normal((len(rows), hi - lo))
+    a = rng.standard_normal((5, 16)).astype(np.float32)
+    a[:, 0] = np.nan  # kept by tile 1 only, pruned in tile 0 (whose padding used to read it)
+    a[2, 15] = np.inf  # pruned everywhere
+    packed = kernels.pack_tw(w, 4)
+    assert any(np.asarray(b.weights).shape[1] > 3 for b in packed.buckets)  # tile 0 is padded
+    expected = np.zeros((5, 9))
+    for (lo, hi), rows in kept.items():
+        expected[:, lo:hi] = a[:, rows].astype(np.float64) @ w[rows, lo:hi]
+    out = np.asarray(kernels.tw_matmul(a, packed, backend=backend, interpret=True, block_m=16))
+    assert np.isnan(out[:, 4:8]).all()
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)  # NaN where expected is
+    jitted = jax.jit(lambda a, p: kernels.tw_matmul(a, p, backend=backend, interpret=True))
+    np.testing.assert_allclose(np.asarray(jitted(a, packed)), out)
+
+
+@pytest.mark.parametrize("backend", ["xla", "pallas"])
 def test_tw_matmul_bf16_accumulates_in_float32(backend):
     rng = np.random.default_rng(5)
     w = tw_sparse(rng, 256, 64, 32, 0.5, 0.9).astype(jnp.bfloat16)
@@ -279,26 +318,26 @@ def test_plan_buckets_prefers_one_bucket_for_near_equal_rows():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"g": 0}, "g=0"),
-        ({"g": 32, "max_buckets": 0}, "max_buckets=0"),
-        ({"g": True}, "g=True"),
-        ({"g": 32, "bucket_slack": -0.5}, "bucket_slack=-0.5"),
+        ({"g": 0}, "g=0 must be an integer >= 1"),
+        ({"g": 32, "max_buckets": 0}, "max_buckets=0 must be an integer >= 1"),
+        ({"g": True}, "g=True must be an integer >= 1"),
+        ({"g": 32, "bucket_slack": -0.5}, "bucket_slack=-0.5 must be >= 0"),
     ],
 )
 def test_pack_tw_rejects_bad_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with value_error(message):
         kernels.pack_tw(np.ones((4, 4), np.float32), **kwargs)
 
 
 def test_bad_inputs_raise():
-    with pytest.raises(ValueError, match="shape"):
+    with value_error("w must be a [K, N] matrix, got shape (2, 3, 4)"):
         kernels.pack_tw(np.ones((2, 3, 4), np.float32), 2)
-    with pytest.raises(ValueError, match="outside jit"):
+    with pytest.raises(ValueError, match=traced_message("w", "reads the tiles off the zeros of w")):
         jax.jit(lambda w: kernels.pack_tw(w, 2))(jnp.ones((4, 4)))
     packed = kernels.pack_tw(np.ones((4, 6), np.float32), 2)
-    with pytest.raises(ValueError, match="K=4"):
+    with value_error("a has shape (3, 5); its last axis must be K=4 (W is (4, 6))"):
         kernels.tw_matmul(np.ones((3, 5), np.float32), packed)
-    with pytest.raises(ValueError, match="backend='cuda'"):
+    with value_error("backend='cuda' is not one of ('auto', 'xla', 'pallas', 'reference')"):
         kernels.tw_matmul(np.ones((3, 4), np.float32), packed, backend="cuda")
 
 
@@ -369,27 +408,52 @@ def test_series_matmul_bf16_accumulates_in_float32(backend):
     np.testing.assert_allclose(np.asarray(out, np.float64), expected, rtol=1e-2, atol=2e-2)
 
 
-def test_pack_nm_jits():
+NM_RULE = "2:4 (at most 2 non-zeros in every 4 consecutive K-rows)"
+
+
+def test_pack_nm_and_pack_series_refuse_traced_terms():
+    # Under jit the N:M check cannot run; a dense term packed as 2:4 would lose
+    # half its values, so packing refuses traced terms like pack_tw does.
     w = np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32)
-    (term,) = tasd.decompose(w, "2:4", axis=0)
-    got = jax.jit(lambda t: kernels.unpack_nm(kernels.pack_nm(t, "2:4")))(term)
-    np.testing.assert_array_equal(np.asarray(got), np.asarray(term))
+    message = traced_message("term", f"checks that the term is {NM_RULE}")
+    with pytest.raises(ValueError, match=message):
+        jax.jit(lambda t: kernels.pack_nm(t, "2:4"))(w)
+    with pytest.raises(ValueError, match=re.escape("term 0 of series '2:4': ") + message):
+        jax.jit(lambda t: kernels.pack_series([t], "2:4"))(w)
+    with pytest.raises(ValueError, match=re.escape("term 1 of series '2:4+2:4': ") + message):
+        jax.jit(lambda t: kernels.pack_series([np.zeros_like(w), t], "2:4+2:4"))(w)
+    with pytest.raises(ValueError, match=re.escape("term 0 of series '2:4': ") + message):
+        jax.jit(lambda a, t: kernels.series_matmul(a, [t], series="2:4"))(w.T, w)
+    # Packed outside jit, the series runs inside it.
+    terms = tasd.decompose(w, "2:4", axis=0)
+    packed = kernels.pack_series(terms, "2:4")
+    got = jax.jit(lambda p: kernels.unpack_series(p))(packed)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(terms[0]))
 
 
 def test_series_bad_inputs_raise():
     w = np.ones((8, 4), np.float32)
-    with pytest.raises(ValueError, match="term 0 of series '1:4'.*2 non-zeros.*1:4"):
-        kernels.pack_series(
-            [np.eye(8, 4, dtype=np.float32) + np.eye(8, 4, -1, dtype=np.float32)], "1:4"
-        )
-    with pytest.raises(ValueError, match="1 terms given for series '2:4\\+1:8' of 2"):
+    two_in_a_group = np.eye(8, 4, dtype=np.float32) + np.eye(8, 4, -1, dtype=np.float32)
+    with value_error(
+        "term 0 of series '1:4': term has 2 non-zeros in K-rows 0..3 of column 0: "
+        "not 1:4 (at most 1 non-zeros in every 4 consecutive K-rows)"
+    ):
+        kernels.pack_series([two_in_a_group], "1:4")
+    late = np.zeros((8, 4), np.float32)
+    late[4:, 2] = 1
+    with value_error(
+        f"term 1 of series '2:4+2:4': term has 4 non-zeros in K-rows 4..7 of column 2: "
+        f"not {NM_RULE}"
+    ):
+        kernels.pack_series([np.zeros_like(late), late], "2:4+2:4")
+    with value_error("1 terms given for series '2:4+1:8' of 2 terms"):
         kernels.pack_series([w], "2:4+1:8")
-    with pytest.raises(ValueError, match="series="):
+    with value_error("dense terms need series= (e.g. '2:4+1:8') naming their N:M patterns"):
         kernels.series_matmul(np.ones((2, 8), np.float32), [w])
-    with pytest.raises(ValueError, match="not a single N:M"):
+    with value_error("pattern '2:4+1:8' is not a single N:M pattern"):
         kernels.pack_nm(w, "2:4+1:8")
     packed = kernels.pack_series(tasd.decompose(w, "2:4", axis=0), "2:4")
-    with pytest.raises(ValueError, match="K=8"):
+    with value_error("a has shape (2, 7); its last axis must be K=8 (terms are (8, 4))"):
         kernels.series_matmul(np.ones((2, 7), np.float32), packed)
 
 

@@ -2,6 +2,7 @@
 
 import functools
 import math
+import re
 
 import flax.linen as nn
 import jax
@@ -471,6 +472,34 @@ def test_bad_input_raises(name, kwargs, inputs, match):
     model = models.get_model(name, **kwargs)
     with pytest.raises(ValueError, match=match):
         jax.eval_shape(model.init, jax.random.key(0), inputs)
+
+
+@pytest.mark.parametrize(
+    "name, shape, message",
+    [
+        ("resnet20", (1, 0, 32, 3), "input_shape=(1, 0, 32, 3) of model 'resnet20': "
+         "size 0 on axis 1 must be an integer >= 1"),
+        ("bert", (1, -1), "input_shape=(1, -1) of model 'bert': "
+         "size -1 on axis 1 must be an integer >= 1"),
+        ("mlp", (2.0, 784), "input_shape=(2.0, 784) of model 'mlp': "
+         "size 2.0 on axis 0 must be an integer >= 1"),
+        ("mlp", (True, 784), "input_shape=(True, 784) of model 'mlp': "
+         "size True on axis 0 must be an integer >= 1"),
+        ("mlp", (), "input_shape=() of model 'mlp' is empty: a model input has at least a "
+         "batch axis"),
+        ("mlp", 784, "input_shape=784 of model 'mlp' must be a tuple of sizes"),
+    ],
+)
+def test_bad_input_shape_is_named_before_any_work(name, shape, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        models.input_spec(name, shape)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        models.init_model(name, shape, seed=None)
+
+
+def test_input_shape_accepts_lists_and_numpy_integers():
+    spec = models.input_spec("bert", [np.int64(2), 8])
+    assert spec.shape == (2, 8) and spec.dtype == jnp.int32
 
 
 def test_bert_mask_shape_mismatch():

@@ -2,12 +2,12 @@
 
     packed = pack_tw(w, g=128)            # outside jit: structure from w's zeros
     y = tw_matmul(a, packed)              # a @ w; backend "xla" on CPU, "pallas" on GPU
-    s = pack_series(tasd.decompose(w, "2:4+1:8", axis=0), "2:4+1:8")
+    s = pack_series(tasd.decompose(w, "2:4+1:8", axis=0), "2:4+1:8")  # outside jit: checked
     y = series_matmul(a, s)               # a @ sum(terms)
 
 `TWDense` + `pack_tw_params` run a pruned flax model through `tw_matmul`
 (`fold=BERT_FFN_FOLD` also keeps BERT's FFN activations compact);
-`measure.matmul_speed` and `measure.encoder_speed` time them against dense.
+`tasd_jax.kernel_speed` times them against dense.
 
 Modules (each imports only those listed before it; the Pallas ones are
 imported by `matmul` only when a "pallas" backend runs):
@@ -19,7 +19,6 @@ imported by `matmul` only when a "pallas" backend runs):
   series_pallas  TASD-series product, Pallas kernel
   matmul         `tw_matmul`, `series_matmul`: checks and dispatch
   layers         `TWDense`, `pack_tw_params`
-  measure        `matmul_speed`, `encoder_speed`: TW vs dense timings
 """
 
 from tasd_jax.kernels.backends import BACKENDS
@@ -39,7 +38,6 @@ from tasd_jax.kernels.formats import (
 )
 from tasd_jax.kernels.layers import BERT_FFN_FOLD, TW_COLLECTION, TWDense, pack_tw_params
 from tasd_jax.kernels.matmul import series_matmul, tw_matmul
-from tasd_jax.kernels import measure  # noqa: E402  (after the modules it times)
 
 __all__ = [
     "BACKENDS",

@@ -6,8 +6,9 @@ columns, in order, are cut into tiles of `g`; each tile keeps its own set of
 K-rows. `a @ W` is then one small dense GEMM per tile,
 `a[:, rows_t] @ W[rows_t, cols_t]`, whose results land in the tile's output
 columns. Tiles are grouped into a few *buckets*; inside a bucket every tile is
-padded to the same number of kept rows (padding rows point at row 0 and hold
-zero weights), so a bucket is one batched GEMM with static shapes. The bucket
+padded to the same number of kept rows (padding rows repeat one of the tile's
+kept rows and hold zero weights, so no tile reads a row it pruned), so a
+bucket is one batched GEMM with static shapes. The bucket
 plan minimises the padded work (docs/measurements.md: one batched GEMM per
 bucket runs at dense BLAS speed, per-tile GEMMs do not).
 
@@ -47,7 +48,8 @@ class TWBucket:
 
     Attributes:
       weights: [T, R, G] each tile's kept rows of its kept columns.
-      rows: [T, R] int32 K-index of each kept row (padding: 0, zero weights).
+      rows: [T, R] int32 K-index of each kept row (padding: the tile's last
+        kept row again, zero weights).
       cols: [T, G] int32 N-index of each tile column (padding: N, zero weights).
     """
 
@@ -107,11 +109,13 @@ class PackedTW:
         return work / max(k * n, 1)
 
 
-def _concrete(x, name: str) -> np.ndarray:
+def _concrete(x, name: str, why: str) -> np.ndarray:
+    """`x` as a numpy array; ValueError if it is traced (packing needs the
+    values: `why` says what for)."""
     if isinstance(x, jax.core.Tracer):
         raise ValueError(
-            f"{name} is traced: packing infers its structure from the zeros of the "
-            "values, so call it outside jit and pass the packed result in"
+            f"{name} is traced: packing {why}, which needs its values; call it outside "
+            "jit and pass the packed result in"
         )
     return np.asarray(x)
 
@@ -205,7 +209,7 @@ def pack_tw(
             raise ValueError(f"{name}={value!r} must be an integer >= 1")
     if not bucket_slack >= 0:
         raise ValueError(f"bucket_slack={bucket_slack!r} must be >= 0")
-    w = _concrete(w, "w")
+    w = _concrete(w, "w", "reads the tiles off the zeros of w")
     if w.ndim != 2:
         raise ValueError(f"w must be a [K, N] matrix, got shape {w.shape}")
     k, n = w.shape
@@ -233,6 +237,9 @@ def pack_tw(
         for i, t in enumerate(members):
             kept, tile = tile_rows[t], tiles[t]
             rows[i, : len(kept)] = kept
+            # Padding repeats a kept row: reading a pruned one would let its
+            # NaN or inf into the tile's output (0 * NaN is NaN).
+            rows[i, len(kept) :] = kept[-1]
             cols[i, : len(tile)] = tile
             weights[i, : len(kept), : len(tile)] = w[np.ix_(kept, tile)]
             inverse[tile] = offset + i * width + np.arange(len(tile))
@@ -254,7 +261,7 @@ def unpack_tw(packed: PackedTW) -> jax.Array:
         t, r, g = b.weights.shape
         rows = jnp.broadcast_to(b.rows[:, :, None], (t, r, g))
         cols = jnp.broadcast_to(b.cols[:, None, :], (t, r, g))
-        # Padding rows add zeros to row 0; padding columns (N) are dropped.
+        # Padding rows add zeros to a kept row; padding columns (N) are dropped.
         w = w.at[rows, cols].add(b.weights, mode="drop")
     return w
 
@@ -321,8 +328,9 @@ def group_rows(x: jax.Array, m: int) -> jax.Array:
 def pack_nm(term: jax.Array, nm: "str | patterns.NM") -> PackedNM:
     """Packs an N:M-sparse term W[K, N] (groups along K, axis 0).
 
-    Jit-able. Outside jit the term is checked: a group holding more than N
-    non-zeros raises ValueError (under jit such a term would lose values).
+    Not jit-able: a group holding more than N non-zeros cannot be packed
+    without losing values, so the term is checked first, which needs its
+    values. Pack once, outside jit, and pass the result to jitted code.
 
     Args:
       term: [K, N] array, at most n non-zeros in every m consecutive K-rows.
@@ -331,15 +339,23 @@ def pack_nm(term: jax.Array, nm: "str | patterns.NM") -> PackedNM:
     nm = patterns.parse(nm)
     if not isinstance(nm, patterns.NM):
         raise ValueError(f"pattern {nm.spec()!r} is not a single N:M pattern")
-    term = jnp.asarray(term)
-    if term.ndim != 2:
-        raise ValueError(f"term must be a [K, N] matrix, got shape {term.shape}")
-    nonzero = term != 0
-    if not isinstance(term, jax.core.Tracer) and not bool(nm.conforms(nonzero, axis=0)):
-        most = int(jnp.max(patterns.ranking.group_counts(nonzero, nm.m, axis=0)))
+    rule = f"{nm.spec()} (at most {nm.n} non-zeros in every {nm.m} consecutive K-rows)"
+    host = _concrete(term, "term", f"checks that the term is {rule}")
+    if host.ndim != 2:
+        raise ValueError(f"term must be a [K, N] matrix, got shape {host.shape}")
+    # numpy, not jnp: under jit even a concrete term's jnp results are traced.
+    padded = np.pad(host != 0, ((0, -host.shape[0] % nm.m), (0, 0)))
+    counts = padded.reshape(-1, nm.m, host.shape[1]).sum(axis=1)  # [G, N]
+    if counts.size and counts.max() > nm.n:
+        group, column = np.unravel_index(np.argmax(counts), counts.shape)
+        first = group * nm.m
+        last = min(first + nm.m, host.shape[0]) - 1
         raise ValueError(
-            f"term has {most} non-zeros in a group of {nm.m} along K: more than {nm.spec()} allows"
+            f"term has {counts.max()} non-zeros in K-rows {first}..{last} of column {column}: "
+            f"not {rule}"
         )
+    term = jnp.asarray(term)
+    nonzero = term != 0
     grouped = group_rows(term, nm.m)
     # Non-zeros first, then lower positions: the kept slots are distinct.
     ranks = patterns.group_ranks(group_rows(nonzero, nm.m).astype(jnp.float32), nm.m, axis=1)
@@ -352,6 +368,9 @@ def pack_nm(term: jax.Array, nm: "str | patterns.NM") -> PackedNM:
 
 def pack_series(terms: Sequence[jax.Array], series: "str | patterns.Pattern") -> PackedSeries:
     """Packs the terms of a TASD series (`tasd.decompose(w, series, axis=0)`).
+
+    Not jit-able, like `pack_nm`: every term is checked against its N:M
+    pattern first. Pack outside jit and pass the `PackedSeries` in.
 
     Args:
       terms: one [K, N] array per term of `series`.

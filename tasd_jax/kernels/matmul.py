@@ -22,7 +22,8 @@ from tasd_jax.kernels import backends, formats, series_xla, tw_xla
 
 def _operand(a: jax.Array, k: int, what: str, shape: tuple[int, int]) -> jax.Array:
     """`a` as a jax array. Raises TypeError unless it holds real numbers,
-    ValueError unless its last axis is K (NaN simply propagates to the product)."""
+    ValueError unless its last axis is K. Non-finite values are not checked
+    (`tw_matmul` says which outputs they reach)."""
     a = a if isinstance(a, jax.Array) else np.asarray(a)
     patterns.checks.check_real_dtype(a.dtype, "a", allow_bool=False)
     if a.ndim < 1 or a.shape[-1] != k:
@@ -53,6 +54,14 @@ def tw_matmul(
     block_m: int | None = None,
 ):
     """`a @ W` for a packed tile-wise-sparse W (jit-able; `packed` is a pytree).
+
+    Pruned rows are never read. Output column j is the product of `a` with the
+    rows its tile keeps (a tile: `packed.g` consecutive kept columns; a row is
+    kept in a tile when it has a non-zero there), so a NaN or inf in `a[..., k]`
+    reaches column j only when row k is kept in j's tile, and never a pruned
+    column (those are zero). This differs from the masked dense product
+    `a @ unpack_tw(packed)`, where 0 * NaN is NaN in every column; on finite
+    inputs the two agree. Every backend keeps this contract.
 
     Args:
       a: [..., K] activations (leading axes fold into M).
@@ -108,12 +117,13 @@ def series_matmul(
     backend: str = "auto",
     interpret: bool = False,
 ) -> jax.Array:
-    """`a @ sum(terms)` for a TASD weight series (jit-able).
+    """`a @ sum(terms)` for a TASD weight series (jit-able with packed terms).
 
     Args:
       a: [..., K] activations (leading axes fold into M).
       terms: a `PackedSeries` (from `pack_series`), or the dense [K, N] terms
-        with `series` naming their N:M patterns (they are packed here).
+        with `series` naming their N:M patterns (they are packed here, so
+        only outside jit: see `pack_nm`).
       series: the series spec, e.g. "2:4+1:8"; only with dense terms.
       backend: "xla" (CPU default), "pallas" (GPU default), "reference", "auto".
       interpret: run the Pallas kernel in interpret mode (any platform).

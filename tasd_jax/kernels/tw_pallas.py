@@ -46,7 +46,8 @@ def _flatten_slots(packed: formats.PackedTW, block_k: int, compact: bool):
     for b in packed.buckets:
         t, r, w = b.weights.shape
         r_pad = -(-r // block_k) * block_k
-        rows.append(jnp.pad(b.rows, ((0, 0), (0, r_pad - r))).reshape(-1))
+        # Edge padding repeats a kept row: a pruned row is never read (formats.py).
+        rows.append(jnp.pad(b.rows, ((0, 0), (0, r_pad - r)), mode="edge").reshape(-1))
         weights.append(jnp.pad(b.weights, ((0, 0), (0, r_pad - r), (0, g - w))).reshape(-1, g))
         cols = position + jnp.arange(t * w, dtype=jnp.int32).reshape(t, w) if compact else b.cols
         targets.append(jnp.pad(cols, ((0, 0), (0, g - w)), constant_values=width))

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tasd_jax.models import bert, mlp, resnet, vgg, vit
 
@@ -89,9 +90,27 @@ TOKEN_MODELS = frozenset({"bert"})
 
 
 def input_spec(model_name: str, input_shape: tuple[int, ...]) -> jax.ShapeDtypeStruct:
-    """The abstract input of `model_name`: int32 ids [B, L] or float32 images [B, H, W, C]."""
+    """The abstract input of `model_name`: int32 ids [B, L] or float32 images [B, H, W, C].
+
+    Raises:
+      ValueError: `input_shape` is not a non-empty sequence of integers >= 1
+        (a 0 or -1 would fail deep inside the model or the cost model),
+        naming the shape and the offending size.
+    """
+    _check_input_shape(model_name, input_shape)
     dtype = jnp.int32 if model_name in TOKEN_MODELS else jnp.float32
-    return jax.ShapeDtypeStruct(tuple(input_shape), dtype)
+    return jax.ShapeDtypeStruct(tuple(int(d) for d in input_shape), dtype)
+
+
+def _check_input_shape(model_name: str, input_shape: Any) -> None:
+    where = f"input_shape={input_shape!r} of model {model_name!r}"
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, (tuple, list)):
+        raise ValueError(f"{where} must be a tuple of sizes, e.g. (1, 224, 224, 3) or (1, 128)")
+    if not input_shape:
+        raise ValueError(f"{where} is empty: a model input has at least a batch axis")
+    for axis, size in enumerate(input_shape):
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"{where}: size {size!r} on axis {axis} must be an integer >= 1")
 
 
 def init_model(
@@ -108,6 +127,10 @@ def init_model(
 
     Returns:
       (model, variables).
+
+    Raises:
+      ValueError: unknown model, a bad field (`get_model`), or a bad
+        `input_shape` (`input_spec`), before anything is built.
     """
     model = get_model(model_name, **model_kwargs)
     x = input_spec(model_name, input_shape)

@@ -1,8 +1,8 @@
 """Speed of the tile-wise (TW) product against dense, as library functions.
 
-    from tasd_jax.kernels import measure
-    measure.matmul_speed(2048, 768, 3072, 0.75)      # one GEMM, TW vs jnp.dot
-    measure.encoder_speed(sparsity=0.75)             # BERT-base forward, TW vs dense
+    from tasd_jax import kernel_speed
+    kernel_speed.matmul_speed(2048, 768, 3072, 0.75)  # one GEMM, TW vs jnp.dot
+    kernel_speed.encoder_speed(sparsity=0.75)         # BERT-base forward, TW vs dense
 
 Both time the candidates with `timing.interleaved_times` (round-robin, so load
 from other processes hits every candidate alike) and report medians and
