@@ -26,18 +26,19 @@ dense model: dense / 2:4 / tasd.
 """
 
 import os
-from typing import Any, Iterable, NamedTuple
+from typing import Iterable
 
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from experiments import outputs
 from experiments import weights as weights_lib
-from tasd_jax import models, patterns, tasd, tree_paths
-from tasd_jax.cost.edp import PARTS as cost_parts, Estimate, estimate
-from tasd_jax.cost.gemms import GEMM, model_gemms, total_macs
+from tasd_jax import patterns
+from tasd_jax.cost.edp import PARTS as cost_parts
+from tasd_jax.cost.gemms import total_macs
 from tasd_jax.cost.hardware import design_name, hardware
+from tasd_jax.cost.sweep import Run, sweep_workload
+from tasd_jax.cost.workloads import LayerWeights, Workload, measure_weights, workload
 
 _PER_LAYER_FIELDS = [
     "workload", "weights", "sparsity", "hardware", "series", "layer", "batch", "m", "k", "n", "weight",
@@ -50,59 +51,6 @@ _TOTAL_FIELDS = [
 ]
 
 
-class Workload(NamedTuple):
-    """A model at one input shape: its name ("<model>_<shape>") and GEMMs."""
-
-    name: str
-    gemms: list[GEMM]
-
-
-def workload(model_name: str, model: Any, variables: Any, input_shape: tuple[int, ...]) -> Workload:
-    """The GEMMs of `model` (a `tasd_jax.models` model) on one input batch of `input_shape`;
-    `variables` may be arrays or `jax.ShapeDtypeStruct`s."""
-    dtype = models.input_spec(model_name, input_shape).dtype
-    gemms = model_gemms(model, variables, input_shape, dtype)
-    return Workload(f"{model_name}_{'x'.join(map(str, input_shape))}", gemms)
-
-
-class LayerWeights(NamedTuple):
-    """Measured statistics of each weight leaf under each series.
-
-    Keys `(spec, path)`: `density` is the non-zero fraction of the decomposed
-    (reconstructed) weight; `kept_l1` / `kept_nonzero` compare it with the pruned
-    weight. Keys `path`: `abs_sum` and `nonzero` of the pruned weight.
-    """
-
-    density: dict[tuple[str, str], float]
-    kept_l1: dict[tuple[str, str], float]
-    kept_nonzero: dict[tuple[str, str], float]
-    abs_sum: dict[str, float]
-    nonzero: dict[str, float]
-
-
-def measure_weights(variables: Any, gemms: Iterable[GEMM], series: Iterable[str]) -> LayerWeights:
-    """Decomposes each GEMM weight leaf into each series and measures it.
-
-    Args:
-      variables: the model variables (arrays), already pruned as they are to be run.
-      gemms: GEMMs whose `weight_path` names leaves of `variables`.
-      series: spec strings; N:M groups along each kernel's contraction axis.
-    """
-    flat = tree_paths.flatten(variables)
-    paths = sorted({g.weight_path for g in gemms if g.weight_path is not None})
-    pruned = {p: jnp.asarray(flat[p]) for p in paths}
-    out = LayerWeights({}, {}, {}, {}, {})
-    for path, w in pruned.items():
-        out.abs_sum[path] = float(jnp.sum(jnp.abs(w)))
-        out.nonzero[path] = float(jnp.count_nonzero(w))
-    for spec in series:
-        for leaf in tasd.decompose_tree(pruned, [(".", spec)]).report:
-            out.density[(spec, leaf.path)] = leaf.metrics.density
-            out.kept_l1[(spec, leaf.path)] = leaf.metrics.kept_l1
-            out.kept_nonzero[(spec, leaf.path)] = leaf.metrics.kept_nonzero
-    return out
-
-
 def _model_kept(weights: LayerWeights, choice: dict[str, str]) -> tuple[float, float]:
     """Model-level kept L1 and kept non-zeros for a path -> series choice."""
     l1 = sum(weights.abs_sum[p] for p in choice)
@@ -110,17 +58,6 @@ def _model_kept(weights: LayerWeights, choice: dict[str, str]) -> tuple[float, f
     kept_l1 = sum(weights.kept_l1[(s, p)] * weights.abs_sum[p] for p, s in choice.items())
     kept_nz = sum(weights.kept_nonzero[(s, p)] * weights.nonzero[p] for p, s in choice.items())
     return kept_l1 / max(l1, 1e-30), kept_nz / max(nz, 1.0)
-
-
-class Run(NamedTuple):
-    """One accelerator running one weight series (or the per-layer "tasd" choice)."""
-
-    hardware: str
-    series: str
-    estimate: Estimate
-    density: np.ndarray  # [G] executed weight density (1 for GEMMs without weights)
-    kept_l1: np.ndarray  # [G] share of the pruned weight's L1 kept
-    choice: dict[str, str]  # weight path -> series
 
 
 def _layer_rows(wl: Workload, weights: weights_lib.Weights, run: Run) -> Iterable[dict]:
@@ -136,46 +73,6 @@ def _layer_rows(wl: Workload, weights: weights_lib.Weights, run: Run) -> Iterabl
             **{f"{part}_pj": est.energy_by_part[part][i] for part in cost_parts},
             "edp_pj_cycles": est.edp[i],
         }
-
-
-def _stat(table: dict, specs: list[str], gemms: list[GEMM]) -> np.ndarray:
-    """[G] a measured statistic of each GEMM's weight under its series (1 without weights)."""
-    return np.array(
-        [table[(s, g.weight_path)] if g.weight_path else 1.0 for s, g in zip(specs, gemms)]
-    )
-
-
-def sweep_workload(
-    wl: Workload, weights: LayerWeights, config: ml_collections.ConfigDict
-) -> list[Run]:
-    """Every (hardware, series) of `config` the hardware runs, then its "tasd" choice.
-
-    Args:
-      wl: the workload.
-      weights: its measured weight statistics (`measure_weights`).
-      config: fields hardware, energy, series (canonical specs), activation_density,
-        min_kept_l1.
-    """
-    runs = []
-    for hw_name in config.hardware:
-        hw = hardware(hw_name, energy=config.energy)
-
-        def run(name, specs):
-            density = _stat(weights.density, specs, wl.gemms)
-            est = estimate(
-                wl.gemms, hw, weight_series=specs, density=density,
-                activation_density=config.activation_density,
-            )
-            choice = {g.weight_path: s for g, s in zip(wl.gemms, specs) if g.weight_path}
-            return Run(hw_name, name, est, density, _stat(weights.kept_l1, specs, wl.gemms), choice)
-
-        own = [run(spec, [spec] * len(wl.gemms)) for spec in config.series if hw.runs(spec)]
-        # TASDER stand-in: per layer, the lowest EDP among the series keeping enough.
-        edps = np.stack([r.estimate.edp for r in own])  # [S, G]
-        ok = np.stack([(r.kept_l1 >= config.min_kept_l1) | (r.series == "dense") for r in own])
-        best = np.argmin(np.where(ok, edps, np.inf), axis=0)
-        runs += own + [run("tasd", [own[b].series for b in best])]
-    return runs
 
 
 def _plot(path: str, wl_name: str, totals: list[dict], labels: list[str], hw_names: list[str]) -> None:
@@ -271,7 +168,10 @@ def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
         }
         for ws in weight_sets:
             measured = measure_weights(ws.variables, wl.gemms, config.series)
-            runs = sweep_workload(wl, measured, config)
+            runs = sweep_workload(
+                wl, measured, hardware=config.hardware, series=config.series,
+                energy=config.energy, activation_density=config.activation_density,
+                min_kept_l1=config.min_kept_l1)
             base = next(r.estimate for r in runs if r.hardware == reference and r.series == "dense")
             for run in runs:
                 est = run.estimate

@@ -25,12 +25,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments import edp_report
 from experiments import outputs
+from experiments import problems
 from experiments import stages
-from experiments import tasder as tasder_experiment
 from experiments import train as train_experiment
 from tasd_jax import cost, export as export_lib, models, pruning, tasder
+from tasd_jax.cost import workloads
 from tasd_jax.tasder import activations
 
 # The paper's Figure 12 (docs/tasd.md, "Results to reproduce"): EDP change against the
@@ -65,7 +65,7 @@ def _relative(est: cost.Estimate, reference: cost.Estimate) -> dict[str, float]:
 def search_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, Any]:
     """TASDER (`config.mode`) and the network-wise search on one export and accelerator."""
     export = export_lib.load_export(config.init_from)
-    problem = tasder_experiment.make_problem(
+    problem = problems.from_export(
         export, calibration_examples=config.calibration_examples,
         eval_batch_size=config.eval_batch_size, seed=config.seed, data_dir=config.data_dir)
     reference = problem.estimate(tasder.Choice({}, {}), "tc", config.batch)
@@ -124,7 +124,7 @@ def shapes_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, An
                                    [(r"kernel$", f"ew(sparsity={config.sparsity})")])
     all_weight_series = sorted({s for h in config.hardware
                                 for s in cost.hardware(h).candidate_series("weight")})
-    measured = edp_report.measure_weights({"params": pruned}, gemms, all_weight_series)
+    measured = workloads.measure_weights({"params": pruned}, gemms, all_weight_series)
 
     rows = []
     for hw_name in config.hardware:

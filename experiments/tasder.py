@@ -28,28 +28,15 @@ import functools
 import os
 
 from absl import logging
-import jax
 import ml_collections
 import numpy as np
 
 from experiments import outputs
+from experiments import problems
 from experiments import train as train_experiment
-from tasd_jax import cost, data, models
+from tasd_jax import cost
 from tasd_jax import export as export_lib
 from tasd_jax import tasder
-
-
-def make_problem(export: export_lib.Export, *, calibration_examples: int, eval_batch_size: int,
-                 seed: int, data_dir: str | None = None) -> tasder.Problem:
-    """The TASDER problem of a training export: top-1 accuracy on its test split,
-    `calibration_examples` training images to calibrate on."""
-    model, like = models.init_model(export.model, export.input_shape, seed=None, **export.model_kwargs)
-    variables = jax.tree.map(np.asarray, export.variables_like(like))
-    inputs = data.image_inputs(export.dataset, batch_size=calibration_examples,
-                               eval_batch_size=eval_batch_size, seed=seed, data_dir=data_dir)
-    return tasder.Problem(functools.partial(model.apply, train=False), variables,
-                          evaluate=tasder.top1_accuracy(inputs.eval_batches),
-                          calibration=next(inputs.train)["image"])
 
 
 def check(config: ml_collections.ConfigDict, prefix: str = "config") -> None:
@@ -109,7 +96,7 @@ def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs the search of `config` (configs/tasder.py) and writes its outputs (module doc)."""
     check(config)
     export = train_experiment.export_or_train(config, workdir)
-    problem = make_problem(export, calibration_examples=config.calibration_examples,
+    problem = problems.from_export(export, calibration_examples=config.calibration_examples,
                            eval_batch_size=config.eval_batch_size, seed=config.seed,
                            data_dir=config.get("data_dir"))
     if config.operands == "activations" and not problem.activation_layers:
@@ -199,7 +186,7 @@ def tasder_table(config: ml_collections.ConfigDict, workdir: str) -> dict:
         else:
             train_experiment.train_once(train_config, os.path.join(workdir, name, "train"))
             export = export_lib.load_export(os.path.join(workdir, name, "train", "export"))
-        problem = make_problem(export, calibration_examples=config.calibration_examples,
+        problem = problems.from_export(export, calibration_examples=config.calibration_examples,
                                eval_batch_size=config.eval_batch_size, seed=config.seed,
                                data_dir=config.get("data_dir"))
         stc = problem.evaluate(tasder.Choice({layer: "2:4" for layer in problem.layers}, {}),

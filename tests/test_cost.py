@@ -15,6 +15,7 @@ import pytest
 
 from experiments import edp_report as report
 from tasd_jax import cost, models, patterns
+from tasd_jax.cost import sweep, workloads
 
 # --------------------------------------------------------------------------- gemms_of
 
@@ -100,7 +101,7 @@ def test_gemms_of_bad_params_argnums():
 
 def _gemms(name, input_shape):
     model, variables = models.init_model(name, input_shape, seed=None)
-    return report.workload(name, model, variables, input_shape).gemms
+    return workloads.workload(name, model, variables, input_shape).gemms
 
 
 def test_resnet50_and_bert_mac_totals():
@@ -386,3 +387,11 @@ def test_a_fully_pruned_layer_costs_no_mac_and_stays_finite():
     est = cost.estimate(g, "dstc", density=[0.0, 1.0])
     assert est.energy_by_part["mac"][0] == 0.0 < est.energy_by_part["mac"][1]
     assert est.executed_macs[0] == 0 and np.isfinite(est.total_edp)
+
+
+def test_sweep_workload_requires_dense_among_series():
+    wl = workloads.Workload("one", [cost.GEMM("g", 8, 8, 8)])
+    with pytest.raises(ValueError, match=r"series=\['2:4'\] must include 'dense'"):
+        sweep.sweep_workload(wl, workloads.LayerWeights({}, {}, {}, {}, {}), hardware=["stc"],
+                             series=["2:4"], energy="sparseloop", activation_density=1.0,
+                             min_kept_l1=0.9)
