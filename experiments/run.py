@@ -208,6 +208,18 @@ def _from_experiments_or_warning(record: std_logging.LogRecord) -> bool:
 _EXPERIMENTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+class _ConsoleFormatter(std_logging.Formatter):
+    """`15:59:43 step 10/20 ...`: the time and the message, with the level named only
+    for warnings and errors (absl's default prefix names the thread and source line)."""
+
+    def format(self, record: std_logging.LogRecord) -> str:
+        level = f"{record.levelname.lower()}: " if record.levelno >= std_logging.WARNING else ""
+        text = f"{self.formatTime(record, '%H:%M:%S')} {level}{record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -219,6 +231,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"{' and '.join(missing)} must be given (or --list)")
     if not _VERBOSE.value:
         logging.get_absl_handler().addFilter(_from_experiments_or_warning)
+        logging.get_absl_handler().setFormatter(_ConsoleFormatter())
     try:
         import_user_modules(_IMPORTS.value)
     except train.ConfigError as err:
