@@ -27,6 +27,7 @@ import numpy as np
 
 from experiments import outputs
 from experiments import problems
+from experiments import progress
 from experiments import stages
 from experiments import train as train_experiment
 from tasd_jax import cost, export as export_lib, models, pruning, tasder
@@ -210,6 +211,8 @@ def repro_tasd(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     _check(config)
     start = time.perf_counter()
+    bar = progress.Progress("repro_tasd stages", len(config.train) + len(config.workloads)
+                            * len(config.hardware) + len(config.shapes_only.models))
     exports, trained = {}, {}
     for name in config.train:  # dense models first: the sparse ones start from them
         dense = name.split("_")[0]
@@ -220,6 +223,7 @@ def repro_tasd(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                    seed=config.seed, init_from=init_from),
             train_experiment.train_once)
         exports[name] = stages.export_of(workdir, f"train_{name}")
+        bar.advance()
 
     searches = {}
     for workload, model, operand in config.workloads:
@@ -232,6 +236,7 @@ def repro_tasd(config: ml_collections.ConfigDict, workdir: str) -> dict:
             })
             searches[workload, hw] = stages.run_stage(f"search_{model}_{hw}", workdir,
                                                       stage_config, search_stage)
+            bar.advance()
     shapes = {}
     for name in config.shapes_only.models:
         stage_config = ml_collections.ConfigDict({
@@ -239,6 +244,7 @@ def repro_tasd(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "hardware": config.hardware})
         del stage_config["models"]
         shapes[name] = stages.run_stage(f"shapes_{name}", workdir, stage_config, shapes_stage)
+        bar.advance()
 
     rows = figure12_rows(config, searches, shapes)
     outputs.write_csv(os.path.join(workdir, "figure12.csv"), rows)

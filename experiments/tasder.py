@@ -33,10 +33,15 @@ import numpy as np
 
 from experiments import outputs
 from experiments import problems
+from experiments import progress
 from experiments import train as train_experiment
 from tasd_jax import cost
 from tasd_jax import export as export_lib
 from tasd_jax import tasder
+
+
+# The modes every run compares (at config.budget and along the frontier).
+_COMPARED_MODES = ("network", "paper", "ours")
 
 
 def check(config: ml_collections.ConfigDict, prefix: str = "config") -> None:
@@ -106,10 +111,13 @@ def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     problem.prepare(config.hardware)
     search = functools.partial(tasder.search, problem, hardware=config.hardware,
                                budget=config.budget, operand=config.operands, batch=config.batch)
-    modes = {config.mode: search(mode=config.mode)}
-    for mode in ("network", "paper", "ours"):
-        if mode not in modes:
-            modes[mode] = search(mode=mode)
+    mode_order = list(dict.fromkeys((config.mode, *_COMPARED_MODES)))
+    bar = progress.Progress(
+        "tasder searches", len(mode_order) + len(_COMPARED_MODES) * len(config.frontier_budgets))
+    modes = {}
+    for mode in mode_order:
+        modes[mode] = search(mode=mode)
+        bar.advance()
     result = modes[config.mode]
     logging.info("tasder: %s search in %.1f s, %d evaluations", config.mode, result.seconds,
                  result.evaluations)
@@ -122,7 +130,8 @@ def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
                            "stc", config.batch)
     if config.frontier_budgets:  # () skips the frontier (one budget only: a quicker table)
         frontier = tasder.frontier(problem, config.hardware, config.frontier_budgets,
-                                   operand=config.operands, batch=config.batch)
+                                   modes=_COMPARED_MODES, operand=config.operands,
+                                   batch=config.batch, on_result=lambda _: bar.advance())
         outputs.write_csv(os.path.join(workdir, "frontier.csv"), [
             {"mode": r.mode, "budget": r.budget, "accuracy": r.metric,
              "relative_edp": r.relative_edp} for r in frontier])
@@ -180,6 +189,7 @@ def tasder_table(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                          "operands": config.operands, "budget": config.budget,
                                          "batch": config.batch}))
     rows = []
+    bar = progress.Progress("tasder_table", len(config.models) * len(config.designs))
     for name, train_config in config.models.items():
         if config.exports:
             export = export_lib.load_export(os.path.join(config.exports, name, "export"))
@@ -213,6 +223,7 @@ def tasder_table(config: ml_collections.ConfigDict, workdir: str) -> dict:
             print(f"{name} on {design}: " + ", ".join(
                 f"{m} {row[f'{m}_accuracy']:.4f} / {row[f'{m}_edp']:.3f}" for m in modes),
                 flush=True)
+            bar.advance()
     outputs.write_csv(os.path.join(workdir, "table.csv"), rows,
                       fields=sorted({k for r in rows for k in r}))
     outputs.write_json(os.path.join(workdir, "table.json"), rows)

@@ -4,7 +4,7 @@
     tasder.plot_frontier(rows, "frontier.png", title="my model on ttc_vegeta_m8")
 """
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tasd_jax.tasder.problem import Problem
 from tasd_jax.tasder.searches import Result, search
@@ -12,7 +12,7 @@ from tasd_jax.tasder.searches import Result, search
 
 def frontier(problem: Problem, hardware: str, budgets: Sequence[float] = (0.999, 0.99, 0.98, 0.95),
              *, modes: Sequence[str] = ("network", "paper", "ours"), operand: str = "both",
-             batch: int = 1) -> list[Result]:
+             batch: int = 1, on_result: Callable[[Result], None] | None = None) -> list[Result]:
     """One `Result` per (budget, mode), budgets in the order given.
 
     Args:
@@ -21,6 +21,7 @@ def frontier(problem: Problem, hardware: str, budgets: Sequence[float] = (0.999,
       budgets: fractions of the baseline metric to keep, one search per mode each.
       modes: the search modes (`searches.MODES`).
       operand, batch: as in `search`.
+      on_result: called with each result as soon as its search ends (e.g. to show progress).
 
     Returns:
       len(budgets) x len(modes) results, budget-major: [(b0, m0), (b0, m1), ...].
@@ -29,8 +30,14 @@ def frontier(problem: Problem, hardware: str, budgets: Sequence[float] = (0.999,
       >>> rows = frontier(problem, "ttc_vegeta_m8", budgets=(0.99, 0.95), modes=("paper", "ours"))
       >>> [(r.budget, r.mode, r.metric, r.relative_edp) for r in rows]
     """
-    return [search(problem, hardware=hardware, budget=b, mode=m, operand=operand, batch=batch)
-            for b in budgets for m in modes]
+    results = []
+    for b in budgets:
+        for m in modes:
+            results.append(search(problem, hardware=hardware, budget=b, mode=m, operand=operand,
+                                  batch=batch))
+            if on_result is not None:
+                on_result(results[-1])
+    return results
 
 
 def plot_frontier(results: Sequence[Result], path: str, *, title: str = "",
