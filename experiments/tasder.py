@@ -139,7 +139,8 @@ def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
             frontier, os.path.join(workdir, "frontier.png"),
             title=f"{export.model} on {config.hardware}, {config.operands}, batch {config.batch}",
             marks=[("dense model on tc", problem.baseline, 1.0),
-                   ("2:4 on every layer, stc", stc.metric, stc.relative_edp)])
+                   ("2:4 on every layer, stc", stc.metric, stc.relative_edp)],
+            budget=config.budget)
 
     tc_dense = problem.estimate(tasder.Choice({}, {}), "tc", config.batch).total_edp
     out = {
