@@ -35,6 +35,7 @@ from absl import logging
 import ml_collections
 from ml_collections import config_flags
 
+import configs
 from experiments import decompose_report
 from experiments import edp_report
 from experiments import quickstart
@@ -44,7 +45,6 @@ from experiments import sweep
 from experiments import tasder
 from experiments import train
 from experiments import tw_kernels
-import configs
 from tasd_jax import train as train_lib
 
 EXPERIMENTS: dict[str, Callable[[Any, str], Any]] = {
@@ -198,14 +198,14 @@ def list_configs() -> str:
     return "\n".join(lines)
 
 
+_EXPERIMENTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def _from_experiments_or_warning(record: std_logging.LogRecord) -> bool:
     """The console without --verbose: the experiments' own lines (progress and results)
     and every warning and error; other libraries' INFO lines are dropped."""
     return (record.levelno >= std_logging.WARNING
             or os.path.dirname(os.path.abspath(record.pathname)) == _EXPERIMENTS_DIR)
-
-
-_EXPERIMENTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class _ConsoleFormatter(std_logging.Formatter):
