@@ -5,7 +5,7 @@ r"""Speed of the cost model: the full ResNet-50 EDP sweep.
 Target: every accelerator x every series of configs/edp_resnet50.py
 (plus the per-layer "tasd" choice) at all four sparsities in under 10 s on the
 2-core CPU, from a cold start. Timed: extracting ResNet-50's GEMMs from its jaxpr
-(abstract variables, nothing allocated) and `edp_report.sweep_workload` at every
+(abstract variables, nothing allocated) and `tasd_jax.cost.sweep.sweep_workload` at every
 sparsity; the first sweep searches every distinct GEMM's mapping (the cost model
 caches them), the later ones reuse them.
 Per-layer weight statistics are synthetic here (density = min(1 - s, series
@@ -20,14 +20,15 @@ import time
 
 from benchmarks import common
 from configs import edp_resnet50
-from experiments import edp_report as report
 from tasd_jax import models, patterns
+from tasd_jax.cost.sweep import sweep_workload
+from tasd_jax.cost.workloads import LayerWeights, Workload, workload
 
 
-def synthetic_weights(wl: report.Workload, sparsity: float, series) -> report.LayerWeights:
+def synthetic_weights(wl: Workload, sparsity: float, series) -> LayerWeights:
     """Layer statistics without decomposing: each series keeps min(1 - s, coverage)."""
     paths = {g.weight_path for g in wl.gemms if g.weight_path}
-    out = report.LayerWeights({}, {}, {}, {}, {})
+    out = LayerWeights({}, {}, {}, {}, {})
     for path in paths:
         for spec in series:
             cover = patterns.as_series(spec).compute_cost
@@ -49,14 +50,17 @@ def main() -> None:
     start = time.perf_counter()
     shape = config.input_shapes[0]
     model, variables = models.init_model(config.model, shape, seed=None)
-    wl = report.workload(config.model, model, variables, shape)
+    wl = workload(config.model, model, variables, shape)
     trace_s = time.perf_counter() - start
     weights = {s: synthetic_weights(wl, s, config.series) for s in config.sparsities}
 
     sweep_times, estimates = [], 0
     for _ in range(args.repeats):
         start = time.perf_counter()
-        runs = [report.sweep_workload(wl, weights[s], config) for s in config.sparsities]
+        runs = [sweep_workload(
+                wl, weights[s], hardware=config.hardware, series=config.series,
+                energy=config.energy, activation_density=config.activation_density,
+                min_kept_l1=config.min_kept_l1) for s in config.sparsities]
         estimates = sum(len(r) for r in runs)
         sweep_times.append(time.perf_counter() - start)
     sweep_s = statistics.median(sweep_times[1:] or sweep_times)

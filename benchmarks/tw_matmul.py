@@ -20,7 +20,6 @@ import json
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from benchmarks import common
 from tasd_jax import kernel_speed, kernels

@@ -30,6 +30,9 @@ SPARSITIES = {
     "ew90": ((r"kernel$", "ew(sparsity=0.9)"),),
     "tw75": ((r"stage[0-9]+_block[0-9]+/conv_[0-9]+/kernel$", "tw(sparsity=0.75,g=16)"),),
 }
+# Every variant, as `python -m experiments.run --list` shows them (tw75 prunes the
+# residual blocks, which only the ResNet has).
+VARIANTS = ("lenet5", "lenet5,ew90", "vit", "vit,ew90", "resnet", "resnet,ew90", "resnet,tw75")
 
 
 def get_config(variant: str = "lenet5") -> ml_collections.ConfigDict:

@@ -75,8 +75,11 @@ def _model(
     })
 
 
+VARIANTS = ("full", "tiny")  # as `python -m experiments.run --list` shows them
+
+
 def get_config(variant: str = "full") -> ml_collections.ConfigDict:
-    if variant not in ("full", "tiny"):
+    if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r} of configs/repro_tw.py must be 'full' or 'tiny'")
     tiny = variant == "tiny"
     config = ml_collections.ConfigDict()

@@ -16,6 +16,9 @@ from ml_collections import config_dict
 from configs import mnist
 
 
+VARIANTS = mnist.VARIANTS  # as `python -m experiments.run --list` shows them
+
+
 def get_config(variant: str = "resnet") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.experiment = "tasder"

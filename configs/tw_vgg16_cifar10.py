@@ -27,8 +27,11 @@ import ml_collections
 from configs import tw_digits
 
 
+VARIANTS = ("dense", "prune")  # as `python -m experiments.run --list` shows them
+
+
 def get_config(variant: str = "prune") -> ml_collections.ConfigDict:
-    if variant not in ("dense", "prune"):
+    if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r} of tw_vgg16_cifar10 must be 'dense' or 'prune'")
     config = tw_digits.get_config()
     config.dataset = "cifar10"

@@ -20,24 +20,28 @@ layer's L1 magnitude; dense when none does. The accuracy budget is replaced by
 this weight-fidelity proxy until trained models exist; say so beside its numbers.
 
 Outputs in `workdir`: `per_layer.csv`, `totals.csv`, `results.json` (with
-which weights were used), one bar chart `edp_<workload>.png` per workload, and
+which weights were used), one heat map `edp_<workload>.png` per workload (a
+panel per weight set: designs x series, each cell's relative EDP printed, each
+design's lowest within the budget boxed, series breaking it faded), and
 a printed table of model EDP relative to the dense accelerator running the
 dense model: dense / 2:4 / tasd.
 """
 
 import os
-from typing import Any, Iterable, NamedTuple
+from typing import Iterable, NamedTuple
 
-import jax.numpy as jnp
+from matplotlib import cm, colors
 import ml_collections
 import numpy as np
 
 from experiments import outputs
 from experiments import weights as weights_lib
-from tasd_jax import models, patterns, tasd, tree_paths
-from tasd_jax.cost.edp import PARTS as cost_parts, Estimate, estimate
-from tasd_jax.cost.gemms import GEMM, model_gemms, total_macs
+from tasd_jax import patterns
+from tasd_jax.cost.edp import PARTS as cost_parts
+from tasd_jax.cost.gemms import total_macs
 from tasd_jax.cost.hardware import design_name, hardware
+from tasd_jax.cost.sweep import Run, sweep_workload
+from tasd_jax.cost.workloads import LayerWeights, Workload, measure_weights, workload
 
 _PER_LAYER_FIELDS = [
     "workload", "weights", "sparsity", "hardware", "series", "layer", "batch", "m", "k", "n", "weight",
@@ -50,59 +54,6 @@ _TOTAL_FIELDS = [
 ]
 
 
-class Workload(NamedTuple):
-    """A model at one input shape: its name ("<model>_<shape>") and GEMMs."""
-
-    name: str
-    gemms: list[GEMM]
-
-
-def workload(model_name: str, model: Any, variables: Any, input_shape: tuple[int, ...]) -> Workload:
-    """The GEMMs of `model` (a `tasd_jax.models` model) on one input batch of `input_shape`;
-    `variables` may be arrays or `jax.ShapeDtypeStruct`s."""
-    dtype = models.input_spec(model_name, input_shape).dtype
-    gemms = model_gemms(model, variables, input_shape, dtype)
-    return Workload(f"{model_name}_{'x'.join(map(str, input_shape))}", gemms)
-
-
-class LayerWeights(NamedTuple):
-    """Measured statistics of each weight leaf under each series.
-
-    Keys `(spec, path)`: `density` is the non-zero fraction of the decomposed
-    (reconstructed) weight; `kept_l1` / `kept_nonzero` compare it with the pruned
-    weight. Keys `path`: `abs_sum` and `nonzero` of the pruned weight.
-    """
-
-    density: dict[tuple[str, str], float]
-    kept_l1: dict[tuple[str, str], float]
-    kept_nonzero: dict[tuple[str, str], float]
-    abs_sum: dict[str, float]
-    nonzero: dict[str, float]
-
-
-def measure_weights(variables: Any, gemms: Iterable[GEMM], series: Iterable[str]) -> LayerWeights:
-    """Decomposes each GEMM weight leaf into each series and measures it.
-
-    Args:
-      variables: the model variables (arrays), already pruned as they are to be run.
-      gemms: GEMMs whose `weight_path` names leaves of `variables`.
-      series: spec strings; N:M groups along each kernel's contraction axis.
-    """
-    flat = tree_paths.flatten(variables)
-    paths = sorted({g.weight_path for g in gemms if g.weight_path is not None})
-    pruned = {p: jnp.asarray(flat[p]) for p in paths}
-    out = LayerWeights({}, {}, {}, {}, {})
-    for path, w in pruned.items():
-        out.abs_sum[path] = float(jnp.sum(jnp.abs(w)))
-        out.nonzero[path] = float(jnp.count_nonzero(w))
-    for spec in series:
-        for leaf in tasd.decompose_tree(pruned, [(".", spec)]).report:
-            out.density[(spec, leaf.path)] = leaf.metrics.density
-            out.kept_l1[(spec, leaf.path)] = leaf.metrics.kept_l1
-            out.kept_nonzero[(spec, leaf.path)] = leaf.metrics.kept_nonzero
-    return out
-
-
 def _model_kept(weights: LayerWeights, choice: dict[str, str]) -> tuple[float, float]:
     """Model-level kept L1 and kept non-zeros for a path -> series choice."""
     l1 = sum(weights.abs_sum[p] for p in choice)
@@ -110,17 +61,6 @@ def _model_kept(weights: LayerWeights, choice: dict[str, str]) -> tuple[float, f
     kept_l1 = sum(weights.kept_l1[(s, p)] * weights.abs_sum[p] for p, s in choice.items())
     kept_nz = sum(weights.kept_nonzero[(s, p)] * weights.nonzero[p] for p, s in choice.items())
     return kept_l1 / max(l1, 1e-30), kept_nz / max(nz, 1.0)
-
-
-class Run(NamedTuple):
-    """One accelerator running one weight series (or the per-layer "tasd" choice)."""
-
-    hardware: str
-    series: str
-    estimate: Estimate
-    density: np.ndarray  # [G] executed weight density (1 for GEMMs without weights)
-    kept_l1: np.ndarray  # [G] share of the pruned weight's L1 kept
-    choice: dict[str, str]  # weight path -> series
 
 
 def _layer_rows(wl: Workload, weights: weights_lib.Weights, run: Run) -> Iterable[dict]:
@@ -138,70 +78,92 @@ def _layer_rows(wl: Workload, weights: weights_lib.Weights, run: Run) -> Iterabl
         }
 
 
-def _stat(table: dict, specs: list[str], gemms: list[GEMM]) -> np.ndarray:
-    """[G] a measured statistic of each GEMM's weight under its series (1 without weights)."""
-    return np.array(
-        [table[(s, g.weight_path)] if g.weight_path else 1.0 for s, g in zip(specs, gemms)]
-    )
+class HeatMap(NamedTuple):
+    """One weight set's panel of the EDP heat map: D designs x S series."""
+
+    values: np.ndarray  # [D, S] model EDP relative to the dense core (NaN: not run)
+    within_budget: np.ndarray  # [D, S] bool, the series keeps >= min_kept_l1 of the L1
+    best: np.ndarray  # [D] the series index of each design's lowest EDP within budget
 
 
-def sweep_workload(
-    wl: Workload, weights: LayerWeights, config: ml_collections.ConfigDict
-) -> list[Run]:
-    """Every (hardware, series) of `config` the hardware runs, then its "tasd" choice.
+def heat_map(totals: list[dict], label: str, hw_names: list[str], series_names: list[str],
+             min_kept_l1: float) -> HeatMap:
+    """The cells of weight set `label`'s panel from `totals` rows (rel_edp, kept_l1).
 
-    Args:
-      wl: the workload.
-      weights: its measured weight statistics (`measure_weights`).
-      config: fields hardware, energy, series (canonical specs), activation_density,
-        min_kept_l1.
+    "dense" and the per-layer "tasd" choice are always within budget (dense keeps
+    everything; "tasd" keeps `min_kept_l1` of every layer by construction).
     """
-    runs = []
-    for hw_name in config.hardware:
-        hw = hardware(hw_name, energy=config.energy)
-
-        def run(name, specs):
-            density = _stat(weights.density, specs, wl.gemms)
-            est = estimate(
-                wl.gemms, hw, weight_series=specs, density=density,
-                activation_density=config.activation_density,
-            )
-            choice = {g.weight_path: s for g, s in zip(wl.gemms, specs) if g.weight_path}
-            return Run(hw_name, name, est, density, _stat(weights.kept_l1, specs, wl.gemms), choice)
-
-        own = [run(spec, [spec] * len(wl.gemms)) for spec in config.series if hw.runs(spec)]
-        # TASDER stand-in: per layer, the lowest EDP among the series keeping enough.
-        edps = np.stack([r.estimate.edp for r in own])  # [S, G]
-        ok = np.stack([(r.kept_l1 >= config.min_kept_l1) | (r.series == "dense") for r in own])
-        best = np.argmin(np.where(ok, edps, np.inf), axis=0)
-        runs += own + [run("tasd", [own[b].series for b in best])]
-    return runs
-
-
-def _plot(path: str, wl_name: str, totals: list[dict], labels: list[str], hw_names: list[str]) -> None:
-    series_names = list(dict.fromkeys(r["series"] for r in totals))
-    fig, axes = outputs.plt.subplots(1, len(labels), figsize=(4.5 * len(labels), 4), squeeze=False)
-    width = 0.8 / len(series_names)
-    for ax, label in zip(axes[0], labels):
+    cells = {(r["hardware"], r["series"]): r for r in totals if r["weights"] == label}
+    values = np.full((len(hw_names), len(series_names)), np.nan)
+    within = np.zeros(values.shape, bool)
+    for i, hw_name in enumerate(hw_names):
         for j, name in enumerate(series_names):
-            xs, ys = [], []
-            for i, hw_name in enumerate(hw_names):
-                row = [
-                    r for r in totals
-                    if r["weights"] == label and r["hardware"] == hw_name and r["series"] == name
-                ]
-                if row:
-                    xs.append(i + (j - len(series_names) / 2 + 0.5) * width)
-                    ys.append(row[0]["rel_edp"])
-            ax.bar(xs, ys, width, label=name)
-        ax.set_xticks(range(len(hw_names)), hw_names, rotation=30)
-        ax.set_yscale("log")
-        ax.axhline(1.0, color="k", lw=0.5)
-        ax.set_title(f"{wl_name}, weights {label}", fontsize=9)
-        ax.set_ylabel("EDP / dense core, dense model")
-    handles, legend = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, legend, loc="center right", fontsize=8)
-    fig.tight_layout(rect=(0, 0, 0.92, 1))
+            if (hw_name, name) in cells:
+                r = cells[hw_name, name]
+                values[i, j] = r["rel_edp"]
+                within[i, j] = r["kept_l1"] >= min_kept_l1 or name in ("dense", "tasd")
+    best = np.argmin(np.where(within, values, np.inf), axis=1)  # dense always runs
+    return HeatMap(values, within, best)
+
+
+def _plot(path: str, wl_name: str, totals: list[dict], labels: list[str], hw_names: list[str],
+          min_kept_l1: float) -> None:
+    """A heat map per weight set: rows designs, columns series, each cell the model EDP
+    relative to the dense core running the dense model, printed in the cell.
+
+    Colour is log-scaled and centred at 1.0 (blue: below the dense core, red: above);
+    the lowest cell within the budget of each design is boxed; cells whose series
+    keeps less than `min_kept_l1` of the weights' L1 are faded (they break the budget).
+    """
+    # The per-layer choice last, after the fixed series it chooses from.
+    series_names = [s for s in dict.fromkeys(r["series"] for r in totals) if s != "tasd"] + ["tasd"]
+    # One symmetric log range for every panel, so a colour means the same number everywhere.
+    span = max(abs(np.log10(r["rel_edp"])) for r in totals) or 1.0
+    norm = colors.Normalize(vmin=-span, vmax=span)
+    cmap = outputs.plt.get_cmap("RdBu_r")
+    columns = min(2, len(labels))
+    rows = -(-len(labels) // columns)
+    fig, axes = outputs.plt.subplots(
+        rows, columns, figsize=(0.75 * len(series_names) * columns + 2.5, 0.42 * len(hw_names) * rows + 1.8),
+        squeeze=False, layout="constrained")
+    for ax in axes.flat[len(labels):]:
+        ax.set_visible(False)
+    for ax, label in zip(axes.flat, labels):
+        panel = heat_map(totals, label, hw_names, series_names, min_kept_l1)
+        for (i, j), value in np.ndenumerate(panel.values):
+            if np.isnan(value):  # the design does not run this series: left blank
+                continue
+            faded, best = not panel.within_budget[i, j], j == panel.best[i]
+            shade = norm(np.log10(value))
+            ax.add_patch(outputs.plt.Rectangle(
+                (j - 0.5, i - 0.5), 1, 1, facecolor=cmap(shade),
+                alpha=0.2 if faded else 1.0, edgecolor="white", lw=1.5))
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                    color="0.6" if faded else ("white" if abs(shade - 0.5) > 0.3 else "black"),
+                    fontstyle="italic" if faded else "normal",
+                    fontweight="bold" if best else "normal")
+            if best:
+                ax.add_patch(outputs.plt.Rectangle(
+                    (j - 0.46, i - 0.46), 0.92, 0.92, fill=False, edgecolor="black", lw=1.8))
+        ax.set_xlim(-0.5, len(series_names) - 0.5)
+        ax.set_ylim(len(hw_names) - 0.5, -0.5)
+        ax.set_xticks(range(len(series_names)),
+                      [f"{s}\n(per layer)" if s == "tasd" else s for s in series_names], fontsize=8)
+        ax.xaxis.tick_top()
+        ax.set_yticks(range(len(hw_names)), hw_names, fontsize=8)
+        ax.tick_params(length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.set_title(f"weights {label}", fontsize=9, pad=22)
+    bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap),
+                       ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
+    ticks = [t for t in (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100) if abs(np.log10(t)) <= span]
+    bar.set_ticks(np.log10(ticks), labels=[f"{t:g}" for t in ticks])
+    bar.set_label("EDP / dense core, dense model (log)", fontsize=8)
+    fig.suptitle(
+        f"{wl_name}: model EDP relative to the dense core (tc) running the dense model, lower is "
+        f"better\nboxed: each design's lowest within budget; faded: keeps < {min_kept_l1:.0%} of "
+        "the weights' L1 (breaks the budget); blank: the design does not run the series", fontsize=9)
     outputs.save_figure(fig, path, dpi=100)
 
 
@@ -271,7 +233,10 @@ def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
         }
         for ws in weight_sets:
             measured = measure_weights(ws.variables, wl.gemms, config.series)
-            runs = sweep_workload(wl, measured, config)
+            runs = sweep_workload(
+                wl, measured, hardware=config.hardware, series=config.series,
+                energy=config.energy, activation_density=config.activation_density,
+                min_kept_l1=config.min_kept_l1)
             base = next(r.estimate for r in runs if r.hardware == reference and r.series == "dense")
             for run in runs:
                 est = run.estimate
@@ -293,7 +258,7 @@ def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
         _plot(
             os.path.join(workdir, f"edp_{wl.name}.png"), wl.name,
             [r for r in totals if r["workload"] == wl.name],
-            [ws.label for ws in weight_sets], list(config.hardware),
+            [ws.label for ws in weight_sets], list(config.hardware), config.min_kept_l1,
         )
     outputs.write_csv(os.path.join(workdir, "per_layer.csv"), per_layer, _PER_LAYER_FIELDS)
     outputs.write_csv(os.path.join(workdir, "totals.csv"), totals, _TOTAL_FIELDS)

@@ -25,14 +25,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments import edp_report
 from experiments import exports
 from experiments import outputs
+from experiments import problems
+from experiments import progress
 from experiments import stages
-from experiments import tasder as tasder_experiment
 from experiments import train as train_experiment
 from experiments.errors import ConfigError
 from tasd_jax import cost, models, pruning, tasder
+from tasd_jax.cost import workloads
 from tasd_jax.tasder import activations
 
 # The paper's Figure 12 (docs/tasd.md, "Results to reproduce"): EDP change against the
@@ -67,7 +68,7 @@ def _relative(est: cost.Estimate, reference: cost.Estimate) -> dict[str, float]:
 def search_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, Any]:
     """TASDER (`config.mode`) and the network-wise search on one export and accelerator."""
     export = exports.load_export(config.init_from)
-    problem = tasder_experiment.make_problem(
+    problem = problems.from_export(
         export, calibration_examples=config.calibration_examples,
         eval_batch_size=config.eval_batch_size, seed=config.seed, data_dir=config.data_dir)
     reference = problem.estimate(tasder.Choice({}, {}), "tc", config.batch)
@@ -121,7 +122,7 @@ def shapes_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, An
                                    [(r"kernel$", f"ew(sparsity={config.sparsity})")])
     all_weight_series = sorted({s for h in config.hardware
                                 for s in cost.hardware(h).candidate_series("weight")})
-    measured = edp_report.measure_weights({"params": pruned}, gemms, all_weight_series)
+    measured = workloads.measure_weights({"params": pruned}, gemms, all_weight_series)
 
     rows = []
     for hw_name in config.hardware:
@@ -203,6 +204,8 @@ def repro_tasd(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     _check(config)
     start = time.perf_counter()
+    bar = progress.Progress("repro_tasd stages", len(config.train) + len(config.workloads)
+                            * len(config.hardware) + len(config.shapes_only.models))
     exports, trained = {}, {}
     for name in config.train:  # dense models first: the sparse ones start from them
         dense = name.split("_")[0]
@@ -213,6 +216,7 @@ def repro_tasd(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                    seed=config.seed, init_from=init_from),
             train_experiment.train_once)
         exports[name] = stages.export_of(workdir, f"train_{name}")
+        bar.advance()
 
     searches = {}
     for workload, model, operand in config.workloads:
@@ -225,6 +229,7 @@ def repro_tasd(config: ml_collections.ConfigDict, workdir: str) -> dict:
             })
             searches[workload, hw] = stages.run_stage(f"search_{model}_{hw}", workdir,
                                                       stage_config, search_stage)
+            bar.advance()
     shapes = {}
     for name in config.shapes_only.models:
         stage_config = ml_collections.ConfigDict({
@@ -232,6 +237,7 @@ def repro_tasd(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "hardware": config.hardware})
         del stage_config["models"]
         shapes[name] = stages.run_stage(f"shapes_{name}", workdir, stage_config, shapes_stage)
+        bar.advance()
 
     rows = figure12_rows(config, searches, shapes)
     outputs.write_csv(os.path.join(workdir, "figure12.csv"), rows)

@@ -35,6 +35,7 @@ import numpy as np
 
 from experiments import checks
 from experiments import outputs
+from experiments import progress
 from experiments import stages
 from experiments import sweep
 from experiments import train as train_experiment
@@ -166,11 +167,15 @@ def _run_stages(
     `jobs`: the finished ones (their stage.json exists) and, without a `pool`,
     all of them in this process; the rest in the pool's processes. Returns
     {name: results}."""
+    if not jobs:
+        return {}
     results = {}
     pending = []
+    bar = progress.Progress("repro_tw training", len(jobs))
     for name, cfg in jobs:
         if pool is None or os.path.exists(os.path.join(workdir, name, stages.STAGE_FILE)):
             results[name] = stages.run_stage(name, workdir, cfg, train_experiment.train_once)
+            bar.advance()
         else:
             pending.append((name, cfg))
     futures = {
@@ -185,6 +190,7 @@ def _run_stages(
             print(f"[{name}] test accuracy {_percent(final['test_accuracy'])}% at sparsity "
                   f"{_percent(final['sparsity'])}% ({done}/{len(pending)} of this batch)",
                   flush=True)
+            bar.advance()
     except BaseException:
         # Else the pool's shutdown would run every queued run before the error surfaces.
         for future in futures:

@@ -12,12 +12,19 @@ have (with the closest field name), and the experiments' `ConfigError` and
 `CheckpointError`, whose messages say what to change (`--verbosity=1` logs
 their traceback). `--resume_with_changes` lets a rerun resume a workdir with
 the fields that may change on resume changed (`experiments.resume.CHANGEABLE_ON_RESUME`).
+
+The console shows progress, results, warnings and errors; the libraries' INFO
+lines (datasets, JAX, checkpoints) appear with `--verbose`. `--list` prints
+every config of configs/ and its variants with the first line of its docstring.
 """
 
 import difflib
 import importlib
 import importlib.util
+import inspect
+import logging as std_logging
 import os
+import pkgutil
 import re
 import sys
 from typing import Any, Callable
@@ -28,6 +35,7 @@ from absl import logging
 import ml_collections
 from ml_collections import config_flags
 
+import configs
 from experiments import decompose_report
 from experiments import edp_report
 from experiments import quickstart
@@ -56,9 +64,17 @@ EXPERIMENTS: dict[str, Callable[[Any, str], Any]] = {
 }
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Path to an ml_collections config file.", lock_config=True
+    "config", None, "Path to an ml_collections config file (required unless --list).",
+    lock_config=True,
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for every output of the run.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for every output of the run (required unless --list).")
+_LIST = flags.DEFINE_bool(
+    "list", False, "Print every config of configs/ and its variants, with the first line of "
+    "its docstring, and exit.")
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Show every log line, the libraries' INFO lines included (datasets, "
+    "JAX, checkpoints); by default only progress, results, warnings and errors.")
 _IMPORTS = flags.DEFINE_list(
     "imports", [],
     "Python modules to import before the run, comma-separated: module names "
@@ -165,9 +181,60 @@ def import_user_modules(names: list[str]) -> None:
                 f"--imports: importing {name!r} failed: {type(err).__name__}: {err}") from err
 
 
+def list_configs() -> str:
+    """One line per config of configs/ (`configs/NAME.py` and the first line of its
+    docstring), then one line per variant of a config whose `get_config` takes one:
+    those its `VARIANTS` names, the default marked."""
+    lines = []
+    for info in sorted(pkgutil.iter_modules(configs.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"configs.{info.name}")
+        if not hasattr(module, "get_config"):
+            continue  # a helper module, not a config
+        summary = (inspect.getdoc(module) or "(no docstring)").splitlines()[0]
+        lines.append(f"configs/{info.name}.py  {summary}")
+        parameters = inspect.signature(module.get_config).parameters.values()
+        default = next(iter(parameters)).default if parameters else None
+        if parameters:
+            for variant in getattr(module, "VARIANTS", (default,)):
+                marked = "  (default)" if variant == default else ""
+                lines.append(f"    configs/{info.name}.py:{variant}{marked}")
+    return "\n".join(lines)
+
+
+_EXPERIMENTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _from_experiments_or_warning(record: std_logging.LogRecord) -> bool:
+    """The console without --verbose: the experiments' own lines (progress and results)
+    and every warning and error; other libraries' INFO lines are dropped."""
+    return (record.levelno >= std_logging.WARNING
+            or os.path.dirname(os.path.abspath(record.pathname)) == _EXPERIMENTS_DIR)
+
+
+class _ConsoleFormatter(std_logging.Formatter):
+    """`15:59:43 step 10/20 ...`: the time and the message, with the level named only
+    for warnings and errors (absl's default prefix names the thread and source line)."""
+
+    def format(self, record: std_logging.LogRecord) -> str:
+        level = f"{record.levelname.lower()}: " if record.levelno >= std_logging.WARNING else ""
+        text = f"{self.formatTime(record, '%H:%M:%S')} {level}{record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if _LIST.value:
+        print(list_configs())
+        return
+    missing = [f"--{name}" for name in ("config", "workdir") if flags.FLAGS[name].value is None]
+    if missing:
+        raise app.UsageError(f"{' and '.join(missing)} must be given (or --list)")
+    if not _VERBOSE.value:
+        logging.get_absl_handler().addFilter(_from_experiments_or_warning)
+        logging.get_absl_handler().setFormatter(_ConsoleFormatter())
     try:
         import_user_modules(_IMPORTS.value)
     except ConfigError as err:
@@ -188,5 +255,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["config", "workdir"])
     app.run(main, flags_parser=parse_flags)

@@ -28,30 +28,21 @@ import functools
 import os
 
 from absl import logging
-import jax
 import ml_collections
 import numpy as np
 
 from experiments import exports
 from experiments import outputs
+from experiments import problems
+from experiments import progress
 from experiments import train as train_experiment
 from experiments.errors import ConfigError
-from tasd_jax import cost, data, models
-from tasd_jax import export as export_lib
+from tasd_jax import cost
 from tasd_jax import tasder
 
 
-def make_problem(export: export_lib.Export, *, calibration_examples: int, eval_batch_size: int,
-                 seed: int, data_dir: str | None = None) -> tasder.Problem:
-    """The TASDER problem of a training export: top-1 accuracy on its test split,
-    `calibration_examples` training images to calibrate on."""
-    model, like = models.init_model(export.model, export.input_shape, seed=None, **export.model_kwargs)
-    variables = jax.tree.map(np.asarray, export.variables_like(like))
-    inputs = data.image_inputs(export.dataset, batch_size=calibration_examples,
-                               eval_batch_size=eval_batch_size, seed=seed, data_dir=data_dir)
-    return tasder.Problem(functools.partial(model.apply, train=False), variables,
-                          evaluate=tasder.top1_accuracy(inputs.eval_batches),
-                          calibration=next(inputs.train)["image"])
+# The modes every run compares (at config.budget and along the frontier).
+_COMPARED_MODES = ("network", "paper", "ours")
 
 
 def check(config: ml_collections.ConfigDict, prefix: str = "config") -> None:
@@ -111,7 +102,7 @@ def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs the search of `config` (configs/tasder.py) and writes its outputs (module doc)."""
     check(config)
     export = train_experiment.export_or_train(config, workdir)
-    problem = make_problem(export, calibration_examples=config.calibration_examples,
+    problem = problems.from_export(export, calibration_examples=config.calibration_examples,
                            eval_batch_size=config.eval_batch_size, seed=config.seed,
                            data_dir=config.get("data_dir"))
     if config.operands == "activations" and not problem.activation_layers:
@@ -121,10 +112,13 @@ def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     problem.prepare(config.hardware)
     search = functools.partial(tasder.search, problem, hardware=config.hardware,
                                budget=config.budget, operand=config.operands, batch=config.batch)
-    modes = {config.mode: search(mode=config.mode)}
-    for mode in ("network", "paper", "ours"):
-        if mode not in modes:
-            modes[mode] = search(mode=mode)
+    mode_order = list(dict.fromkeys((config.mode, *_COMPARED_MODES)))
+    bar = progress.Progress(
+        "tasder searches", len(mode_order) + len(_COMPARED_MODES) * len(config.frontier_budgets))
+    modes = {}
+    for mode in mode_order:
+        modes[mode] = search(mode=mode)
+        bar.advance()
     result = modes[config.mode]
     logging.info("tasder: %s search in %.1f s, %d evaluations", config.mode, result.seconds,
                  result.evaluations)
@@ -137,7 +131,8 @@ def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
                            "stc", config.batch)
     if config.frontier_budgets:  # () skips the frontier (one budget only: a quicker table)
         frontier = tasder.frontier(problem, config.hardware, config.frontier_budgets,
-                                   operand=config.operands, batch=config.batch)
+                                   modes=_COMPARED_MODES, operand=config.operands,
+                                   batch=config.batch, on_result=lambda _: bar.advance())
         outputs.write_csv(os.path.join(workdir, "frontier.csv"), [
             {"mode": r.mode, "budget": r.budget, "accuracy": r.metric,
              "relative_edp": r.relative_edp} for r in frontier])
@@ -145,7 +140,8 @@ def tasder_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
             frontier, os.path.join(workdir, "frontier.png"),
             title=f"{export.model} on {config.hardware}, {config.operands}, batch {config.batch}",
             marks=[("dense model on tc", problem.baseline, 1.0),
-                   ("2:4 on every layer, stc", stc.metric, stc.relative_edp)])
+                   ("2:4 on every layer, stc", stc.metric, stc.relative_edp)],
+            budget=config.budget)
 
     tc_dense = problem.estimate(tasder.Choice({}, {}), "tc", config.batch).total_edp
     out = {
@@ -195,13 +191,14 @@ def tasder_table(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                          "operands": config.operands, "budget": config.budget,
                                          "batch": config.batch}))
     rows = []
+    bar = progress.Progress("tasder_table", len(config.models) * len(config.designs))
     for name, train_config in config.models.items():
         if config.exports:
             export = exports.load_export(os.path.join(config.exports, name, "export"), "exports")
         else:
             train_experiment.train_once(train_config, os.path.join(workdir, name, "train"))
             export = exports.load_export(os.path.join(workdir, name, "train", "export"))
-        problem = make_problem(export, calibration_examples=config.calibration_examples,
+        problem = problems.from_export(export, calibration_examples=config.calibration_examples,
                                eval_batch_size=config.eval_batch_size, seed=config.seed,
                                data_dir=config.get("data_dir"))
         stc = problem.evaluate(tasder.Choice({layer: "2:4" for layer in problem.layers}, {}),
@@ -228,6 +225,7 @@ def tasder_table(config: ml_collections.ConfigDict, workdir: str) -> dict:
             print(f"{name} on {design}: " + ", ".join(
                 f"{m} {row[f'{m}_accuracy']:.4f} / {row[f'{m}_edp']:.3f}" for m in modes),
                 flush=True)
+            bar.advance()
     outputs.write_csv(os.path.join(workdir, "table.csv"), rows,
                       fields=sorted({k for r in rows for k in r}))
     outputs.write_json(os.path.join(workdir, "table.json"), rows)

@@ -1,12 +1,17 @@
 """`python -m experiments.run` as a user drives it: their own model and pattern through
-`--imports`, and bad search settings refused in one line before any work."""
+`--imports`, bad search settings refused in one line before any work, `--list`, and
+a console that shows progress and results (everything with `--verbose`)."""
 
+import glob
+import importlib
+import inspect
 import json
 import os
 import re
 import subprocess
 import sys
 
+import ml_collections
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,3 +101,45 @@ def test_bad_search_settings_fail_in_one_line_before_any_work(tmp_path, override
     _assert_one_line_error(proc, message)
     assert not os.listdir(tmp_path / "tfds")  # no data was read
     assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
+
+
+def test_list_names_every_config_and_variant_with_its_docstring_line():
+    proc = subprocess.run([sys.executable, "-m", "experiments.run", "--list"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    for path in sorted(glob.glob(os.path.join(REPO, "configs", "*.py"))):
+        name = os.path.basename(path)
+        if name == "__init__.py":
+            continue
+        module = importlib.import_module(f"configs.{name[:-3]}")
+        first = inspect.getdoc(module).splitlines()[0]
+        assert f"configs/{name}  {first}" in lines, (name, proc.stdout)
+    assert "    configs/mnist.py:lenet5  (default)" in lines
+    assert "    configs/mnist.py:resnet,tw75" in lines
+    assert "    configs/repro_tw.py:tiny" in lines
+
+
+@pytest.mark.parametrize("config_file", ["mnist", "tasder", "repro_tw", "tw_vgg16_cifar10"])
+def test_every_listed_variant_builds(config_file):
+    module = importlib.import_module(f"configs.{config_file}")
+    for variant in module.VARIANTS:  # a listed variant the config refuses raises here
+        assert isinstance(module.get_config(variant), ml_collections.ConfigDict)
+
+
+def test_console_hides_library_info_lines_unless_verbose(tmp_path):
+    args = ["--config.num_steps=20", "--config.pruning.begin=5", "--config.pruning.end=15",
+            "--config.pruning.frequency=5", "--config.eval_every=20",
+            "--config.checkpoint_every=20", "--config.log_every=10"]
+    quiet = _run(tmp_path, "configs/tw_digits.py", f"--config.data_dir={tmp_path / 'tfds'}",
+                 *args)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    (tmp_path / "again").mkdir()
+    loud = _run(tmp_path / "again", "configs/tw_digits.py", f"--config.data_dir={tmp_path / 'tfds'}",
+                "--verbose", *args)
+    assert loud.returncode == 0, loud.stderr[-3000:]
+    assert "Load dataset info from" in loud.stderr  # tensorflow_datasets' absl INFO line
+    assert "Load dataset info from" not in quiet.stderr
+    # Without --verbose: time and message only, progress kept, no absl "I1206 ... file.py:N]" prefix.
+    assert re.search(r"^\d\d:\d\d:\d\d step 10/20 ", quiet.stderr, re.M), quiet.stderr
+    assert not re.search(r"^[IWE]\d{4} ", quiet.stderr, re.M), quiet.stderr

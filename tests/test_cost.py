@@ -2,8 +2,6 @@
 
 import csv
 import json
-import math
-import os
 import re
 
 import flax.linen as nn
@@ -15,6 +13,7 @@ import pytest
 
 from experiments import edp_report as report
 from tasd_jax import cost, models, patterns, tree_paths
+from tasd_jax.cost import sweep, workloads
 
 # --------------------------------------------------------------------------- gemms_of
 
@@ -100,7 +99,7 @@ def test_gemms_of_bad_params_argnums():
 
 def _gemms(name, input_shape):
     model, variables = models.init_model(name, input_shape, seed=None)
-    return report.workload(name, model, variables, input_shape).gemms
+    return workloads.workload(name, model, variables, input_shape).gemms
 
 
 def test_one_owner_of_layer_names():
@@ -401,7 +400,7 @@ def test_edp_report_end_to_end(tmp_path, capsys):
     assert "EDP relative to dense core" in capsys.readouterr().out
     from PIL import Image
 
-    with Image.open(tmp_path / "edp_mlp_16x8x8x1.png") as image:  # one bar panel per weight set
+    with Image.open(tmp_path / "edp_mlp_16x8x8x1.png") as image:  # one heat-map panel per weight set
         assert image.format == "PNG" and image.size[0] >= 2 * 400
         assert len(set(image.convert("L").getdata())) > 2
     with open(tmp_path / "totals.csv") as f:
@@ -429,6 +428,22 @@ def test_edp_report_end_to_end(tmp_path, capsys):
     assert [round(w["sparsity"], 3) for w in saved["weights"]] == [0.5, 0.9]
 
 
+def test_edp_heat_map_boxes_the_lowest_within_budget_and_fades_the_rest():
+    def row(hw, series, rel_edp, kept_l1):
+        return {"weights": "w", "hardware": hw, "series": series, "rel_edp": rel_edp,
+                "kept_l1": kept_l1}
+
+    totals = [row("tc", "dense", 1.0, 1.0), row("tc", "tasd", 1.0, 1.0),
+              row("stc", "dense", 0.9, 1.0), row("stc", "1:4", 0.2, 0.80),  # breaks 0.99
+              row("stc", "2:4", 0.4, 0.995), row("stc", "tasd", 0.5, 0.99),
+              row("stc", "dense", 7.0, 1.0) | {"weights": "other"}]
+    panel = report.heat_map(totals, "w", ["tc", "stc"], ["dense", "1:4", "2:4", "tasd"], 0.99)
+    np.testing.assert_array_equal(panel.values, [[1.0, np.nan, np.nan, 1.0], [0.9, 0.2, 0.4, 0.5]])
+    np.testing.assert_array_equal(panel.within_budget, [[True, False, False, True],
+                                                        [True, False, True, True]])
+    assert panel.best.tolist() == [0, 2]  # stc: 2:4, not the lower 1:4 that breaks the budget
+
+
 def test_edp_report_rejects_config_without_dense(tmp_path):
     config = _small_config()
     config.hardware = ("stc",)
@@ -441,3 +456,11 @@ def test_a_fully_pruned_layer_costs_no_mac_and_stays_finite():
     est = cost.estimate(g, "dstc", density=[0.0, 1.0])
     assert est.energy_by_part["mac"][0] == 0.0 < est.energy_by_part["mac"][1]
     assert est.executed_macs[0] == 0 and np.isfinite(est.total_edp)
+
+
+def test_sweep_workload_requires_dense_among_series():
+    wl = workloads.Workload("one", [cost.GEMM("g", 8, 8, 8)])
+    with pytest.raises(ValueError, match=r"series=\['2:4'\] must include 'dense'"):
+        sweep.sweep_workload(wl, workloads.LayerWeights({}, {}, {}, {}, {}), hardware=["stc"],
+                             series=["2:4"], energy="sparseloop", activation_density=1.0,
+                             min_kept_l1=0.9)

@@ -2,7 +2,6 @@
 and training loop, through the public API only."""
 
 import jax
-import jax.numpy as jnp
 import flax.linen as nn
 import numpy as np
 import optax
@@ -170,3 +169,21 @@ def test_the_search_forward_pass_equals_the_saved_models(trained, jit, spec):
     dense = model.apply(variables, calibration)
     np.testing.assert_allclose(searched, saved, rtol=1e-6, atol=1e-6)
     assert not np.allclose(saved, dense)
+
+
+def test_frontier_labels_name_the_modes_that_share_a_point():
+    def result(mode, budget, metric, edp):
+        return tasder.Result(tasder.Choice({}, {}), metric, edp, 0.98, budget, "stc", 1, mode,
+                             "both")
+
+    rows = [result("network", 0.999, 0.979, 0.95), result("paper", 0.999, 0.979, 0.95),
+            result("ours", 0.999, 0.979, 0.95),
+            result("network", 0.99, 0.975, 0.62), result("paper", 0.99, 0.972, 0.48),
+            result("ours", 0.99, 0.972, 0.48)]
+    assert tasder.frontier_labels(rows) == {
+        (0.979, 0.95): "99.9% all modes", (0.975, 0.62): "99%", (0.972, 0.48): "99% paper = ours"}
+
+
+def test_plot_frontier_refuses_no_results(tmp_path):
+    with pytest.raises(ValueError, match="results is empty, there is nothing to draw"):
+        tasder.plot_frontier([], str(tmp_path / "f.png"))

@@ -11,12 +11,16 @@ pass would redo a group's compares for each of its elements
 
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from tasd_jax.patterns import gemm_view, ranking, series_ops
+
+if TYPE_CHECKING:  # nm imports this module
+    from tasd_jax.patterns.nm import NM
 
 
 def packs_owners(terms: "tuple[NM, ...]") -> bool:

@@ -10,13 +10,16 @@ themselves come from `owners.series_terms`.
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from tasd_jax.patterns import checks, gemm_view, ranking
+
+if TYPE_CHECKING:  # nm imports this module
+    from tasd_jax.patterns.nm import NM
 
 
 # A series is computed in one layout of lcm(M) positions (faster to run than

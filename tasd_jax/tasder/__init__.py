@@ -27,7 +27,7 @@ from tasd_jax.tasder.activations import (
     same_m_keep_count,
     with_activation_series,
 )
-from tasd_jax.tasder.frontier import frontier, plot_frontier
+from tasd_jax.tasder.frontier import frontier, frontier_labels, plot_frontier
 from tasd_jax.tasder.graph import LayerInput, layer_inputs
 from tasd_jax.tasder.metrics import MeanOverBatches, top1_accuracy
 from tasd_jax.tasder.problem import Choice, Evaluated, Problem
@@ -62,6 +62,7 @@ __all__ = [
     "capture_inputs",
     "combinations",
     "frontier",
+    "frontier_labels",
     "keep_top_per_group",
     "layer_inputs",
     "load",
