@@ -13,7 +13,7 @@ around the `__call__` of every `nn.Dense` and `nn.Conv` (and subclasses, e.g.
 the tile-wise `TWDense`), so no model needs a hook of its own.
 """
 
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
 import jax
