@@ -9,7 +9,7 @@ Two steps, each a `train` run (`--config=FILE:VARIANT`):
         --config.init_from=/tmp/vgg16_dense/export
 
 CIFAR-10 must be prepared as array_record in the tfds data dir first (no
-TensorFlow needed to read it; see the README's data section).
+TensorFlow needed to read it; see docs/guide/models_and_data.md, "Data").
 
 Step 2 follows the paper's VGG16 script: the 13 conv kernels (GEMM view
 [3*3*Cin, Cout]) pruned by magnitude with one global threshold, tw2 with

@@ -54,6 +54,7 @@ import orbax.checkpoint as ocp
 from experiments import checks
 from experiments import exports
 from experiments import outputs
+from experiments import progress
 from experiments import resume
 from experiments import train_config
 from experiments.errors import config_errors
@@ -226,6 +227,9 @@ def train_loop(
         (before anything of that step is saved).
     """
     step, t_last, steps_since = int(state.step), time.perf_counter(), 0
+    # One bar for the whole run, drawn by the process that writes the files.
+    bar = (progress.Progress("train", num_steps - step)
+           if step < num_steps and jax.process_index() == 0 else None)
     while step < num_steps:
         if step == dense_step and not any("dense_test_accuracy" in r for r in metrics.rows):
             metrics.log({"step": step, **{f"dense_{k}": v for k, v in run.evaluate(state).items()}})
@@ -233,6 +237,8 @@ def train_loop(
         loss = float(step_metrics["loss"])  # a sync per step: catches the first bad step
         step += 1
         steps_since += 1
+        if bar is not None:
+            bar.advance()
         if not (np.isfinite(loss) and bool(step_metrics["params_finite"])):
             manager.wait_until_finished()
             what = f"loss is {loss}" if not np.isfinite(loss) else "the updated parameters are not finite"

@@ -285,3 +285,14 @@ def test_a_workdir_that_is_a_file_or_read_only_fails_in_one_line(tmp_path, kind,
     _assert_one_line_error(proc, message)
     assert not os.listdir(data_dir)
     assert workdir.is_file() or not os.listdir(workdir)
+
+
+def test_a_resumed_run_shows_a_bar_over_the_steps_it_has_left(reference, data_dir, tmp_path, capsys):
+    workdir = _interrupted_copy(reference, tmp_path / "run", drop_steps=(60,))
+    train_experiment.train_and_evaluate(_config(data_dir), workdir)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[train]")]
+    # Steps 40..60 of 60: a line per tenth of the 20 steps left, the last one full.
+    assert len(lines) == 10
+    assert lines[0].startswith("[train] [##..................] 2/20 (10%)")
+    assert "about" in lines[0] and "left" in lines[0]
+    assert lines[-1].startswith("[train] [####################] 20/20 (100%)")

@@ -15,7 +15,7 @@ import ml_collections
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = os.path.join(REPO, "README.md")
+PATTERNS_GUIDE = os.path.join(REPO, "docs", "guide", "patterns.md")
 
 USER_MODEL = '''
 import flax.linen as nn
@@ -38,8 +38,8 @@ models.register("mymlp", MyMLP)
 
 
 def _readme_pattern() -> str:
-    """The README's user-defined pattern ("rows"), as written there."""
-    text = open(README).read()
+    """The patterns guide's user-defined pattern ("rows"), as written there."""
+    text = open(PATTERNS_GUIDE).read()
     section = text[text.index("### Adding a pattern"):]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 

@@ -1,4 +1,4 @@
-"""The README's worked example of a user-defined pattern, executed as written."""
+"""The patterns guide's worked example of a user-defined pattern, executed as written."""
 
 import pathlib
 import re
@@ -9,16 +9,16 @@ import numpy as np
 
 from tasd_jax import patterns
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+GUIDE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "guide" / "patterns.md"
 
 
 def _readme_example() -> dict:
-    text = README.read_text()
+    text = GUIDE.read_text()
     section = text[text.index("### Adding a pattern"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     namespace: dict = {}
     if "rows" not in patterns.registered():
-        exec(compile(code, str(README), "exec"), namespace)
+        exec(compile(code, str(GUIDE), "exec"), namespace)
     return namespace
 
 

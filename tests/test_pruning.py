@@ -336,6 +336,31 @@ def test_update_needs_params():
         tx.update(params, tx.init(params))
 
 
+def test_step_counter_saturates_instead_of_wrapping():
+    pruner = pruning.Pruner(rules=[("layer_0/kernel", "2:4")], schedule=pruning.one_shot(0.5, 0))
+    tx = pruning.prune(optax.sgd(0.1), pruner)
+    params = _params()
+    last = jnp.iinfo(jnp.int32).max
+    state = tx.init(params)._replace(count=jnp.asarray(last, jnp.int32))
+    _, state = tx.update(_random_grads(0), state, params)
+    assert int(state.count) == last  # a wrapped counter would restart the schedule
+
+
+def test_extra_arguments_reach_the_inner_transformation():
+    seen = []
+
+    def update(updates, state, params=None, *, value):
+        seen.append(float(value))
+        return updates, state
+
+    inner = optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
+    pruner = pruning.Pruner(rules=[("layer_0/kernel", "2:4")], schedule=pruning.one_shot(0.5, 0))
+    tx = pruning.prune(inner, pruner)
+    params = _params()
+    tx.update(_random_grads(0), tx.init(params), params, value=jnp.float32(1.5))
+    assert seen == [1.5]
+
+
 def test_masks_are_checkpointed_with_the_optimizer_state(tmp_path):
     import orbax.checkpoint as ocp
 

@@ -157,13 +157,17 @@ class Pruner:
         return tuple(masks)
 
 
-def prune(inner: optax.GradientTransformation, pruner: Pruner) -> optax.GradientTransformation:
+def prune(
+    inner: optax.GradientTransformation, pruner: Pruner
+) -> optax.GradientTransformationExtraArgs:
     """Wraps `inner` so that the parameters chosen by `pruner` are pruned on schedule.
 
     The returned transformation needs `params` in `update`. Pruned weights and
     their updates stay exactly zero; unchosen parameters are updated by `inner`
-    untouched.
+    untouched. Extra keyword arguments of `update` (e.g. optax's `value` for a
+    line search) are passed on to `inner`.
     """
+    inner = optax.with_extra_args_support(inner)
     score = scores_lib.get(pruner.score)
     taylor = score.needs_gradients
 
@@ -178,7 +182,7 @@ def prune(inner: optax.GradientTransformation, pruner: Pruner) -> optax.Gradient
         )
         return PruneState(jnp.zeros([], jnp.int32), masks, scores, inner.init(params))
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
         if params is None:
             raise ValueError("prune(...).update needs `params` (the scores are computed from them)")
         targets = pruner.targets(params)
@@ -207,16 +211,16 @@ def prune(inner: optax.GradientTransformation, pruner: Pruner) -> optax.Gradient
         for t, g, keep in zip(targets, grads, masks):
             flat_grads[t.path] = jnp.where(keep, g, jnp.zeros_like(g))
         inner_updates, inner_state = inner.update(
-            tree_paths.unflatten(flat_grads, like=updates), state.inner_state, params
+            tree_paths.unflatten(flat_grads, like=updates), state.inner_state, params, **extra_args
         )
         flat_updates = tree_paths.flatten(inner_updates)
         for t, w, keep in zip(targets, weights, masks):
             u = flat_updates[t.path]
             flat_updates[t.path] = jnp.where(keep, u, -w.astype(u.dtype))
-        new_state = PruneState(state.count + 1, masks, acc, inner_state)
+        new_state = PruneState(optax.safe_int32_increment(state.count), masks, acc, inner_state)
         return tree_paths.unflatten(flat_updates, like=inner_updates), new_state
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def mask_tree(pruner: Pruner, params: Any, state: PruneState) -> dict[str, jax.Array]:
