@@ -111,7 +111,8 @@ def save_export(
             for k, v in tree_paths.flatten(variables.get(name, {})).items()
         }
         if flat:
-            np.savez(os.path.join(export_dir, f"{name}.npz"), **flat)
+            with files.atomic_open(os.path.join(export_dir, f"{name}.npz"), "wb") as f:
+                np.savez(f, **flat)
     meta = {
         "model": model,
         "model_kwargs": dict(model_kwargs),

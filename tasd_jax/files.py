@@ -2,7 +2,8 @@
 
 Every JSON file the library and the drivers write goes through
 `write_json_atomic`: written to `PATH.tmp` beside it, flushed to disk, then
-renamed over `PATH` (a rename within a directory is atomic).
+renamed over `PATH` (a rename within a directory is atomic); other files
+(an export's and a search's `.npz` arrays) go through `atomic_open` the same way.
 """
 
 import contextlib

@@ -70,9 +70,8 @@ def save(directory: str, problem: Problem, result: Result, extra: dict | None = 
     os.makedirs(directory, exist_ok=True)
     flat = {k: np.asarray(jax.device_get(v))
             for k, v in tree_paths.flatten(problem.variables_for(result.choice)).items()}
-    tmp = os.path.join(directory, VARIABLES_FILE + ".tmp.npz")
-    np.savez(tmp, **flat)
-    os.replace(tmp, os.path.join(directory, VARIABLES_FILE))
+    with files.atomic_open(os.path.join(directory, VARIABLES_FILE), "wb") as f:
+        np.savez(f, **flat)
     record = {**result._asdict(), "choice": result.choice._asdict(), "extra": extra or {}}
     files.write_json_atomic(os.path.join(directory, RESULT_FILE), record)
     return directory
