@@ -123,7 +123,9 @@ def _pack(export: export_lib.Export, g: int, include: str) -> _Models:
     return _Models(dense_model, variables, tw_model, {**variables, **packed}, packed_layers)
 
 
-def _eval_inputs(config: ml_collections.ConfigDict, export: export_lib.Export) -> data_lib.InputPipeline:
+def _eval_inputs(
+    config: ml_collections.ConfigDict, export: export_lib.Export
+) -> data_lib.InputPipeline:
     """The export's data set, read in batches of `config.eval_batch_size`."""
     data_config = ml_collections.ConfigDict({
         "dataset": export.dataset, "data_dir": config.get("data_dir"), "seed": 0,
