@@ -31,6 +31,25 @@ TARGET_SECONDS = 15.0
 
 
 def main(argv=None) -> dict:
+    """Times every search (module doc) and writes tasder_search.{json,md}; returns the json."""
+    args = _parse(argv)
+    mach = common.machine()
+    export = export_lib.load_export(args.export)
+    problem, build_s, prepare_s = _prepared_problem(args, export)
+    rows = _time_searches(problem, args.hardware)
+    payload = {"machine": mach, "export": os.path.abspath(args.export), "model": export.model,
+               "hardware": args.hardware, "baseline_accuracy": problem.baseline,
+               "activation_layers": list(problem.activation_layers),
+               "build_s": build_s, "prepare_s": prepare_s, "searches": rows,
+               "target_seconds": TARGET_SECONDS}
+    lines = _markdown(export.model, args.hardware, problem, build_s, prepare_s, rows)
+    common.write_results(args.out_dir, "tasder_search", payload, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return payload
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line's settings."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--export", required=True, help="a training run's export/ directory")
@@ -38,10 +57,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--eval_batch_size", type=int, default=100)
     parser.add_argument("--data_dir", default=None)
     common.add_out_dir(parser)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    mach = common.machine()
-    export = export_lib.load_export(args.export)
+
+def _prepared_problem(args: argparse.Namespace,
+                      export: export_lib.Export) -> tuple[tasder.Problem, float, float]:
+    """(the export's problem prepared for `args.hardware`, seconds to build it, seconds
+    to prepare it)."""
     model, like = models.init_model(export.model, export.input_shape, seed=None, **export.model_kwargs)
     variables = jax.tree.map(np.asarray, export.variables_like(like))
     inputs = data.image_inputs(export.dataset, batch_size=512, eval_batch_size=args.eval_batch_size,
@@ -54,6 +76,12 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     problem.prepare(args.hardware)
     prepare_s = time.perf_counter() - start
+    return problem, build_s, prepare_s
+
+
+def _time_searches(problem: tasder.Problem, hardware: str) -> list[dict]:
+    """One row per search (operand, mode, seconds, evaluations, batches read, accuracy,
+    EDP), each from no measured choice; printed as it ends."""
     rows = []
     operands = ("weights",) + (("activations", "both") if problem.activation_layers else ())
     runs = [(operand, mode, tasder.REFINE_EVALUATIONS) for operand in operands
@@ -62,7 +90,7 @@ def main(argv=None) -> dict:
     for operand, mode, refine in runs:
         problem.forget()
         batches = problem.batches_evaluated
-        r = tasder.search(problem, hardware=args.hardware, budget=0.99, mode=mode,
+        r = tasder.search(problem, hardware=hardware, budget=0.99, mode=mode,
                           operand=operand, refine_evaluations=refine)
         if refine is None:
             mode = "ours, until nothing changes"
@@ -71,18 +99,20 @@ def main(argv=None) -> dict:
                      "batches": problem.batches_evaluated - batches,
                      "accuracy": r.metric, "relative_edp": r.relative_edp})
         print(rows[-1], flush=True)
+    return rows
+
+
+def _markdown(model: str, hardware: str, problem: tasder.Problem, build_s: float,
+              prepare_s: float, rows: list[dict]) -> list[str]:
+    """The lines of tasder_search.md: the set-up times, whether `ours` on both operands
+    met the target, and the table of searches."""
     ours_both = next((r for r in rows if r["operand"] == "both" and r["mode"] == "ours"), None)
-    payload = {"machine": mach, "export": os.path.abspath(args.export), "model": export.model,
-               "hardware": args.hardware, "baseline_accuracy": problem.baseline,
-               "activation_layers": list(problem.activation_layers),
-               "build_s": build_s, "prepare_s": prepare_s, "searches": rows,
-               "target_seconds": TARGET_SECONDS}
     verdict = ("no activation layer: not measured" if ours_both is None else
                f"{ours_both['seconds']:.1f} s: target <= {TARGET_SECONDS:.0f} s "
                f"{'met' if ours_both['seconds'] <= TARGET_SECONDS else 'missed'}")
-    lines = [f"# TASDER search time, {export.model} on {args.hardware}", "",
+    lines = [f"# TASDER search time, {model} on {hardware}", "",
              f"Problem built in {build_s:.1f} s (graph, calibration statistics, the baseline "
-             f"accuracy); prepared for {args.hardware} in {prepare_s:.1f} s (every weight under "
+             f"accuracy); prepared for {hardware} in {prepare_s:.1f} s (every weight under "
              f"every candidate, activation candidates, compilation). {len(problem.activation_layers)} "
              f"of {len(problem.layers)} layers take a decomposable input. `ours` on both "
              f"operands: {verdict}.",
@@ -90,9 +120,7 @@ def main(argv=None) -> dict:
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['operand']} | {r['mode']} | {r['seconds']:.1f} | {r['evaluations']} | "
               f"{r['batches']} | {r['accuracy']:.4f} | {r['relative_edp']:.3f} |" for r in rows]
-    common.write_results(args.out_dir, "tasder_search", payload, "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return payload
+    return lines
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ Results: OUT_DIR/tw_matmul_{cpu,gpu}.{json,md} (see --out_dir).
 import argparse
 import functools
 import json
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -103,12 +104,43 @@ def alternatives(args, dtype) -> list[dict]:
 
 
 def alternatives_for(args, dtype, k: int, n: int) -> list[dict]:
+    """Every layout of `alternatives` on A [args.m, k] and a TW-75% W [k, n], timed
+    against dense `jnp.dot` in one interleaved run; prints each row."""
     m, g = args.m, args.g
     a = jax.random.normal(jax.random.key(1), (m, k), jnp.float32).astype(dtype)
     w = kernel_speed.tw_weight(k, n, 0.75, g, seed=k * 7 + n, dtype=dtype)
     packed = kernels.pack_tw(w, g)
     least_padding = kernels.pack_tw(w, g, bucket_slack=0.0)
     variants = {"dense jnp.dot": (jax.jit(jnp.dot), (a, jnp.asarray(w)))}
+    variants.update(_tw_matmul_variants(a, packed, least_padding))
+    variants.update(_layout_variants(a, packed))
+    base = "dense jnp.dot"
+    got = kernel_speed.time_candidates(
+        {name: functools.partial(f, *x) for name, (f, x) in variants.items()}, args.reps, base
+    )
+    out = [
+        {
+            "K": k,
+            "N": n,
+            "variant": name,
+            "ms": ms,
+            "speedup": got["speedup"].get(name, 1.0),
+            "speedup_min": got["speedup_min"].get(name, 1.0),
+        }
+        for name, ms in got["ms"].items()
+    ]
+    for row in out:
+        print(json.dumps(row), flush=True)
+    return out
+
+
+def _tw_matmul_variants(
+    a: jax.Array, packed: kernels.PackedTW, least_padding: kernels.PackedTW
+) -> dict[str, tuple[Callable, tuple]]:
+    """label -> (jitted `kernels.tw_matmul` with one setting, its arguments): the
+    reference backend, chunk sizes, the least-padding bucket plan, the compact output."""
+    m = a.shape[0]
+    variants = {}
     for label, p, kw in (
         (
             "reference: take + einsum (batch in the middle) + scatter",
@@ -141,6 +173,13 @@ def alternatives_for(args, dtype, k: int, n: int) -> list[dict]:
         ("xla, compact output (no expansion to N columns)", packed, {"compact": True}),
     ):
         variants[label] = (jax.jit(functools.partial(kernels.tw_matmul, **kw)), (a, p))
+    return variants
+
+
+def _layout_variants(a: jax.Array, packed: kernels.PackedTW) -> dict[str, tuple[Callable, tuple]]:
+    """label -> (jitted function, its arguments): the layouts of this module tried
+    instead of `kernels.tw_matmul`'s."""
+    variants = {}
     for label, f in (
         ("one gather of the N output columns after the chunk loop", expand_after_loop),
         ("one GEMM per tile (no batching)", per_tile_gemms),
@@ -152,24 +191,7 @@ def alternatives_for(args, dtype, k: int, n: int) -> list[dict]:
         variants[
             f"K-major chunks block_m={bm}: [T, G, R] x [T, R, bm], row scatter + transpose"
         ] = (f, (a, packed))
-    base = "dense jnp.dot"
-    got = kernel_speed.time_candidates(
-        {name: functools.partial(f, *x) for name, (f, x) in variants.items()}, args.reps, base
-    )
-    out = [
-        {
-            "K": k,
-            "N": n,
-            "variant": name,
-            "ms": ms,
-            "speedup": got["speedup"].get(name, 1.0),
-            "speedup_min": got["speedup_min"].get(name, 1.0),
-        }
-        for name, ms in got["ms"].items()
-    ]
-    for row in out:
-        print(json.dumps(row), flush=True)
-    return out
+    return variants
 
 
 def end_to_end(args, dtype) -> dict:

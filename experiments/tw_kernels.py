@@ -17,9 +17,11 @@ Writes `DIR/results.json`.
 """
 
 import os
+from typing import NamedTuple
 
 from absl import logging
 from flax import traverse_util
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -28,6 +30,7 @@ import numpy as np
 from experiments import outputs
 from experiments import train as train_experiment
 from experiments import train_config
+from tasd_jax import data as data_lib
 from tasd_jax import export as export_lib
 from tasd_jax import kernels, models, patterns, timing, training, tree_paths
 
@@ -52,6 +55,16 @@ def tile_width(export: export_lib.Export) -> tuple[int, str]:
     return widths.pop(), "|".join(f"(?:{regex})" for regex, _ in tw_rules)
 
 
+class _Models(NamedTuple):
+    """The masked-dense export and its packed TW twin, each with its variables."""
+
+    dense: nn.Module
+    variables: dict
+    tw: nn.Module
+    tw_variables: dict
+    packed_layers: list[str]
+
+
 def tw_kernels(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Evaluates and times the packed TW model against its masked-dense export.
 
@@ -64,69 +77,21 @@ def tw_kernels(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ValueError(f"config.reps={config.reps} must be >= 3 (the speed is a median)")
     export = train_experiment.export_or_train(config, workdir)
     g, include = tile_width(export)
-
-    # ------------------------------------------------------ the two models
-    dense_model, like = models.init_model(export.model, export.input_shape, seed=None, **export.model_kwargs)
-    variables = export.variables_like(like)
-    tw_model = models.get_model(export.model, dense=kernels.TWDense, **export.model_kwargs)
-    packed = kernels.pack_tw_params(variables["params"], g, include=include)
-    tw_variables = {**variables, **packed}
-    packed_layers = sorted(
-        "/".join(path[:-1]) for path in traverse_util.flatten_dict(packed[kernels.TW_COLLECTION])
-    )
-    logging.info("tw_kernels: %d layers packed with g=%d: %s", len(packed_layers), g, packed_layers)
-
-    # ------------------------------------------------ accuracy, one pass
-    data_config = ml_collections.ConfigDict({
-        "dataset": export.dataset, "data_dir": config.get("data_dir"), "seed": 0,
-        "input": "tokens" if export.model in models.TOKEN_MODELS else "image",
-        "batch_size": config.eval_batch_size, "eval_batch_size": config.eval_batch_size,
-    })
-    inputs = train_config.make_inputs(data_config, num_devices=1)
-
-    @jax.jit
-    def both(batch):
-        args, kwargs = training.model_inputs(batch)
-        dense_logits = dense_model.apply(variables, *args, **kwargs, train=False)
-        tw_logits = tw_model.apply(tw_variables, *args, **kwargs, train=False)
-        diff = jnp.where(batch["mask"][:, None], jnp.abs(dense_logits - tw_logits), 0.0)
-        return (
-            training.batch_metrics(dense_logits, batch), training.batch_metrics(tw_logits, batch),
-            jnp.max(diff),
-        )
-
-    correct, count, max_diff = np.zeros(2), 0.0, 0.0
-    for batch in inputs.eval_batches:
-        dense_metrics, tw_metrics, diff = both(batch)
-        correct += [float(dense_metrics["correct"]), float(tw_metrics["correct"])]
-        count += float(dense_metrics["count"])
-        max_diff = max(max_diff, float(diff))
-    if count == 0:
-        raise ValueError(f"the evaluation split of {export.dataset!r} is empty")
-    dense_accuracy, tw_accuracy = correct / count
-
-    # ---------------------------------------------------- forward speed
-    example = next(iter(inputs.eval_batches))
-    args, _ = training.model_inputs(example)
-    reps = -(-config.timing_batch // args[0].shape[0])
-    x = jnp.asarray(np.concatenate([args[0]] * reps)[: config.timing_batch])
-    dense_forward = jax.jit(lambda v, x: dense_model.apply(v, x, train=False))
-    tw_forward = jax.jit(lambda v, x: tw_model.apply(v, x, train=False))
-    medians = timing.interleaved_medians(
-        {"dense": lambda: dense_forward(variables, x), "tw": lambda: tw_forward(tw_variables, x)},
-        repeats=config.reps, warmup=2,
-    )
-
+    two = _pack(export, g, include)
+    inputs = _eval_inputs(config, export)
+    (dense_accuracy, tw_accuracy), count, max_diff = _accuracy_in_one_pass(
+        two, inputs, export.dataset)
+    batch, medians = _forward_medians(config, two, inputs)
     results = {
         "weights": export.describe(),
         "g": g,
-        "packed_layers": packed_layers,
-        "sparsity_of_packed_layers": _sparsity(variables["params"], packed_layers),
+        "packed_layers": two.packed_layers,
+        "sparsity_of_packed_layers": _sparsity(two.variables["params"], two.packed_layers),
         "accuracy": {"masked_dense": float(dense_accuracy), "tw_kernels": float(tw_accuracy)},
         "test_examples": int(count),
         "max_abs_logit_difference": max_diff,
         "forward": {
-            "batch": int(x.shape[0]), "reps": config.reps,
+            "batch": batch, "reps": config.reps,
             "dense_ms": 1e3 * medians["dense"], "tw_ms": 1e3 * medians["tw"],
             "speedup": medians["dense"] / medians["tw"],
         },
@@ -142,6 +107,83 @@ def tw_kernels(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f"{f['speedup']:.2f}x"
     )
     return results
+
+
+def _pack(export: export_lib.Export, g: int, include: str) -> _Models:
+    """The export's model and the same model with the kernels matching `include`
+    packed for `kernels.tw_matmul` at tile width `g`."""
+    dense_model, like = models.init_model(export.model, export.input_shape, seed=None, **export.model_kwargs)
+    variables = export.variables_like(like)
+    tw_model = models.get_model(export.model, dense=kernels.TWDense, **export.model_kwargs)
+    packed = kernels.pack_tw_params(variables["params"], g, include=include)
+    packed_layers = sorted(
+        "/".join(path[:-1]) for path in traverse_util.flatten_dict(packed[kernels.TW_COLLECTION])
+    )
+    logging.info("tw_kernels: %d layers packed with g=%d: %s", len(packed_layers), g, packed_layers)
+    return _Models(dense_model, variables, tw_model, {**variables, **packed}, packed_layers)
+
+
+def _eval_inputs(
+    config: ml_collections.ConfigDict, export: export_lib.Export
+) -> data_lib.InputPipeline:
+    """The export's data set, read in batches of `config.eval_batch_size`."""
+    data_config = ml_collections.ConfigDict({
+        "dataset": export.dataset, "data_dir": config.get("data_dir"), "seed": 0,
+        "input": "tokens" if export.model in models.TOKEN_MODELS else "image",
+        "batch_size": config.eval_batch_size, "eval_batch_size": config.eval_batch_size,
+    })
+    return train_config.make_inputs(data_config, num_devices=1)
+
+
+def _accuracy_in_one_pass(
+    two: _Models, inputs: data_lib.InputPipeline, dataset: str
+) -> tuple[np.ndarray, float, float]:
+    """(test accuracy [masked-dense, TW], examples, largest |logit difference|) of
+    both models over the test split, each batch run through both in one jitted call.
+
+    Raises:
+      ValueError: the test split is empty.
+    """
+
+    @jax.jit
+    def both(batch):
+        args, kwargs = training.model_inputs(batch)
+        dense_logits = two.dense.apply(two.variables, *args, **kwargs, train=False)
+        tw_logits = two.tw.apply(two.tw_variables, *args, **kwargs, train=False)
+        diff = jnp.where(batch["mask"][:, None], jnp.abs(dense_logits - tw_logits), 0.0)
+        return (
+            training.batch_metrics(dense_logits, batch), training.batch_metrics(tw_logits, batch),
+            jnp.max(diff),
+        )
+
+    correct, count, max_diff = np.zeros(2), 0.0, 0.0
+    for batch in inputs.eval_batches:
+        dense_metrics, tw_metrics, diff = both(batch)
+        correct += [float(dense_metrics["correct"]), float(tw_metrics["correct"])]
+        count += float(dense_metrics["count"])
+        max_diff = max(max_diff, float(diff))
+    if count == 0:
+        raise ValueError(f"the evaluation split of {dataset!r} is empty")
+    return correct / count, count, max_diff
+
+
+def _forward_medians(
+    config: ml_collections.ConfigDict, two: _Models, inputs: data_lib.InputPipeline
+) -> tuple[int, dict[str, float]]:
+    """(batch, median seconds {"dense", "tw"}) of the jitted forward of both models on
+    `config.timing_batch` test examples, interleaved over `config.reps` repetitions."""
+    example = next(iter(inputs.eval_batches))
+    args, _ = training.model_inputs(example)
+    reps = -(-config.timing_batch // args[0].shape[0])
+    x = jnp.asarray(np.concatenate([args[0]] * reps)[: config.timing_batch])
+    dense_forward = jax.jit(lambda v, x: two.dense.apply(v, x, train=False))
+    tw_forward = jax.jit(lambda v, x: two.tw.apply(v, x, train=False))
+    medians = timing.interleaved_medians(
+        {"dense": lambda: dense_forward(two.variables, x),
+         "tw": lambda: tw_forward(two.tw_variables, x)},
+        repeats=config.reps, warmup=2,
+    )
+    return int(x.shape[0]), medians
 
 
 def _sparsity(params: dict, layers: list[str]) -> float:

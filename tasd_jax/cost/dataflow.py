@@ -161,6 +161,18 @@ _EMPTY = LevelCosts(0.0, 0.0, 0.0, 0.0, dict.fromkeys(("dram", "smem", "rf", "lr
                     0.0, ())
 
 
+class _MappingCosts(NamedTuple):
+    """Costs on the structured dataflow, one entry per candidate mapping: cycles per
+    level, energy_pj and words as in `LevelCosts`."""
+
+    cycles: np.ndarray
+    compute_cycles: np.ndarray
+    smem_cycles: np.ndarray
+    dram_cycles: np.ndarray
+    energy_pj: dict
+    words: dict
+
+
 @functools.lru_cache(maxsize=65536)
 def structured(m: int, k: int, n: int, terms: tuple, passes: int, a_stored_dense: bool,
                table: Energies, objective: str = "edp") -> LevelCosts:
@@ -182,6 +194,31 @@ def structured(m: int, k: int, n: int, terms: tuple, passes: int, a_stored_dense
     # step ends in one update of every output's partial sum in the RF.
     k_steps = sum(-(-k // ks) for ks, _ in geometry)
 
+    c = _structured_mappings(m, n)
+    c = c[:, _structured_fits_smem(c, k, values_per_mk, meta_per_mk)]
+    costs = _structured_costs(c, k, k_steps, values_per_mk, meta_per_mk, passes,
+                              a_stored_dense, table)
+    mp, n_pad, stream_a, stream_b = c[0], c[1], c[9], c[10]
+    cycles = costs.cycles
+    total = sum(costs.energy_pj.values())
+    # Exact ties: no streaming, then least padding.
+    first = cycles * total if objective == "edp" else cycles
+    best = int(np.lexsort((mp * n_pad, stream_a + stream_b, np.round(total, 3), cycles, first))[0])
+    pick = lambda x: float(np.asarray(x)[best])  # noqa: E731
+    return LevelCosts(
+        cycles=pick(cycles), compute_cycles=pick(costs.compute_cycles),
+        smem_cycles=pick(costs.smem_cycles), dram_cycles=pick(costs.dram_cycles),
+        energy_pj={key: pick(v) for key, v in costs.energy_pj.items()},
+        words={key: pick(v) for key, v in costs.words.items()},
+        macs=values_per_mk * m * k * n,  # the GEMM's own rows: padding is not work
+        mapping=tuple(int(v[best]) for v in c),
+    )
+
+
+def _structured_mappings(m: int, n: int) -> np.ndarray:
+    """Every mapping the structured dataflow's constraints allow for an m x n output,
+    one column each: rows mp, n_pad, m_d, n_d, m_s, n_s, m_sp, n_l, n_inner (1: N is
+    the inner DRAM loop), stream_a, stream_b (1: the operand streams through SMEM)."""
     rows = []
     for m_sp in range(1, SUBPARTITIONS + 1):
         mp = _ceil_to(m, PE_ROWS * m_sp)
@@ -196,9 +233,14 @@ def structured(m: int, k: int, n: int, terms: tuple, passes: int, a_stored_dense
                             for stream_a, stream_b in ((0, 0), (1, 0), (0, 1), (1, 1)):
                                 rows.append((mp, n_pad, m_d, n_d, m_s, n_s, m_sp, n_l, n_inner,
                                              stream_a, stream_b))
-    c = np.array(rows, np.float64).T
-    mp, n_pad, m_d, n_d, m_s, n_s, m_sp, n_l, n_inner, stream_a, stream_b = c
+    return np.array(rows, np.float64).T
 
+
+def _structured_fits_smem(c: np.ndarray, k: int, values_per_mk: float,
+                          meta_per_mk: float) -> np.ndarray:
+    """Which mappings of `c` (`_structured_mappings`) keep their tiles, and A's metadata,
+    within SMEM; when none does, those that stream both operands."""
+    mp, n_pad, m_d, n_d, m_s, n_s, m_sp, n_l, n_inner, stream_a, stream_b = c
     tile_a = PE_ROWS * m_sp * m_s * k * values_per_mk
     tile_b = n_l * n_s * k
     occupied = np.where(stream_a == 1, 0, tile_a) + np.where(stream_b == 1, 0, tile_b)
@@ -206,9 +248,16 @@ def structured(m: int, k: int, n: int, terms: tuple, passes: int, a_stored_dense
         (stream_a == 1) | (PE_ROWS * m_sp * m_s * k * meta_per_mk <= SMEM_METADATA_BITS))
     if not fits.any():
         fits = stream_a + stream_b == 2  # nothing kept: always possible
-    c = c[:, fits]
-    mp, n_pad, m_d, n_d, m_s, n_s, m_sp, n_l, n_inner, stream_a, stream_b = c
+    return fits
 
+
+def _structured_costs(c: np.ndarray, k: int, k_steps: int, values_per_mk: float,
+                      meta_per_mk: float, passes: int, a_stored_dense: bool,
+                      table: Energies) -> _MappingCosts:
+    """The accesses, cycles and energy of every mapping of `c` (`_structured_mappings`)
+    on a K of `k` walked in `k_steps` steps, A holding `values_per_mk` values and
+    `meta_per_mk` metadata bits per position (the module docstring's counts)."""
+    mp, n_pad, m_d, n_d, m_s, n_s, m_sp, n_l, n_inner, stream_a, stream_b = c
     macs = mp * k * n_pad
     executed = values_per_mk * macs
     compute = m_d * n_d * m_s * n_s * n_l * k_steps
@@ -250,18 +299,11 @@ def structured(m: int, k: int, n: int, terms: tuple, passes: int, a_stored_dense
         "lrf": (lrf_reads + lrf_fills) * (t.lrf + meta_per_mk / values_per_mk * t.lrf_metadata),
         "mac": executed * t.mac,
     }
-    total = sum(energy.values())
-    # Exact ties: no streaming, then least padding.
-    first = cycles * total if objective == "edp" else cycles
-    best = int(np.lexsort((mp * n_pad, stream_a + stream_b, np.round(total, 3), cycles, first))[0])
-    pick = lambda x: float(np.asarray(x)[best])  # noqa: E731
-    return LevelCosts(
-        cycles=pick(cycles), compute_cycles=pick(compute), smem_cycles=pick(smem_cycles),
-        dram_cycles=pick(dram_cycles), energy_pj={key: pick(v) for key, v in energy.items()},
-        words={"dram_read": pick(dram_read), "dram_write": pick(dram_z),
-               "smem_read": pick(smem_read), "smem_write": pick(smem_write)},
-        macs=values_per_mk * m * k * n,  # the GEMM's own rows: padding is not work
-        mapping=tuple(int(v[best]) for v in c),
+    return _MappingCosts(
+        cycles=cycles, compute_cycles=compute, smem_cycles=smem_cycles, dram_cycles=dram_cycles,
+        energy_pj=energy,
+        words={"dram_read": dram_read, "dram_write": dram_z,
+               "smem_read": smem_read, "smem_write": smem_write},
     )
 
 
@@ -328,11 +370,12 @@ def unstructured(m: int, k: int, n: int, density_a: float, density_b: float,
                     n_d = np_ // 32 // n_l // n_s
                     for inner in (("M", "N") if m_d > 1 and n_d > 1 else ("N",)):
                         for stream in ("", "A", "B", "AB"):
+                            if not _dstc_fits_smem(mp, k, np_, da, db, compress_a, compress_b,
+                                                   m_d, n_d, "A" in stream, "B" in stream):
+                                continue
                             costs = _dstc_mapping(mp, k, np_, da, db, compress_a, compress_b,
                                                   m_d, n_d, m_s, n_s, m_l, n_l, inner, stream,
                                                   util, blocks_a, blocks_b, table)
-                            if costs is None:
-                                continue
                             energy = sum(costs.energy_pj.values())
                             key = ((costs.cycles * energy,) if objective == "edp" else ()) + (
                                 round(costs.cycles), energy)
@@ -344,16 +387,11 @@ def unstructured(m: int, k: int, n: int, density_a: float, density_b: float,
 
 
 def _dstc_mapping(m, k, n, da, db, compress_a, compress_b, m_d, n_d, m_s, n_s, m_l, n_l, inner,
-                  stream, util, blocks_a, blocks_b, t) -> LevelCosts | None:
-    tile_a, tile_b = PE_ROWS * m_l, PE_COLUMNS * n_l
+                  stream, util, blocks_a, blocks_b, t) -> LevelCosts:
+    """The costs of one DSTC mapping (loop factors, inner DRAM loop, streamed operands)
+    of the padded `Z[m, n] = A[m, k] B[n, k]`, one that fits SMEM (`_dstc_fits_smem`)."""
     stream_a, stream_b = "A" in stream, "B" in stream
-    smem_tile_a, smem_tile_b = (m // m_d) * k, (n // n_d) * k
-    occupied_a = 0 if stream_a else (min(smem_tile_a, da * m * k) if compress_a else smem_tile_a)
-    occupied_b = 0 if stream_b else (min(smem_tile_b, db * n * k) if compress_b else smem_tile_b)
-    smem_bitmask = (smem_tile_a if compress_a and not stream_a else 0) + (
-        smem_tile_b if compress_b and not stream_b else 0)
-    if occupied_a + occupied_b > SMEM_WORDS or smem_bitmask > SMEM_METADATA_BITS:
-        return None
+    tile_a, tile_b = PE_ROWS * m_l, PE_COLUMNS * n_l
     macs = float(m) * n * k
     executed = macs * da * db
     pa, pb = (_non_empty(da) if compress_a else 0.0), (_non_empty(db) if compress_b else 0.0)
@@ -377,14 +415,10 @@ def _dstc_mapping(m, k, n, da, db, compress_a, compress_b, m_d, n_d, m_s, n_s, m
     refetch_b = m_d if n_d > 1 and inner == "N" else 1
     smem_a_dense_fills = smem_a_dense_reads if stream_a else float(m) * k * refetch_a
     smem_b_dense_fills = smem_b_dense_reads if stream_b else float(n) * k * refetch_b
-
-    def bitmask(dense_count, p_fibre, tile, on):
-        return dense_count * p_fibre + dense_count / tile if on else 0.0
-
-    smem_meta_reads = (bitmask(smem_a_dense_reads, pa, tile_a, compress_a)
-                       + bitmask(smem_b_dense_reads, pb, tile_b, compress_b))
-    smem_meta_fills = (bitmask(smem_a_dense_fills, pa, tile_a, compress_a)
-                       + bitmask(smem_b_dense_fills, pb, tile_b, compress_b))
+    smem_meta_reads = (_bitmask_bits(smem_a_dense_reads, pa, tile_a, compress_a)
+                       + _bitmask_bits(smem_b_dense_reads, pb, tile_b, compress_b))
+    smem_meta_fills = (_bitmask_bits(smem_a_dense_fills, pa, tile_a, compress_a)
+                       + _bitmask_bits(smem_b_dense_fills, pb, tile_b, compress_b))
     smem_reads = smem_a_dense_reads * da + smem_b_dense_reads * db
     smem_fills = smem_a_dense_fills * da + smem_b_dense_fills * db
     smem_energy = (smem_reads * t.smem_read + smem_fills * t.smem_write
@@ -409,3 +443,20 @@ def _dstc_mapping(m, k, n, da, db, compress_a, compress_b, m_d, n_d, m_s, n_s, m
         macs=executed,
         mapping=(m_d, n_d, m_s, n_s, m_l, n_l, inner, stream),
     )
+
+
+def _bitmask_bits(dense_count: float, p_fibre: float, tile: int, on: bool) -> float:
+    """Bitmask bits moved with `dense_count` positions of an operand: one per position of
+    each non-empty fibre (a share `p_fibre`) and one per LRF tile of `tile` positions."""
+    return dense_count * p_fibre + dense_count / tile if on else 0.0
+
+
+def _dstc_fits_smem(m: int, k: int, n: int, da: float, db: float, compress_a: bool,
+                    compress_b: bool, m_d: int, n_d: int, stream_a: bool, stream_b: bool) -> bool:
+    """Whether the SMEM tiles of the operands SMEM keeps, and their bitmasks, fit SMEM."""
+    smem_tile_a, smem_tile_b = (m // m_d) * k, (n // n_d) * k
+    occupied_a = 0 if stream_a else (min(smem_tile_a, da * m * k) if compress_a else smem_tile_a)
+    occupied_b = 0 if stream_b else (min(smem_tile_b, db * n * k) if compress_b else smem_tile_b)
+    smem_bitmask = (smem_tile_a if compress_a and not stream_a else 0) + (
+        smem_tile_b if compress_b and not stream_b else 0)
+    return not (occupied_a + occupied_b > SMEM_WORDS or smem_bitmask > SMEM_METADATA_BITS)
