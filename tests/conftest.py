@@ -1,5 +1,5 @@
 """Shared test settings: CPU only, one XLA compilation cache per test process,
-deterministic hypothesis profile for CI, and the jit / no-jit parametrisation."""
+XLA's backend optimisation off, hypothesis profile for CI, and the jit / no-jit parametrisation."""
 
 import atexit
 import os
@@ -17,6 +17,14 @@ _COMPILATION_CACHE = tempfile.mkdtemp(prefix="tasd_jax_tests_xla_cache_")
 atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _COMPILATION_CACHE)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# Most of the suite's time is XLA compiling small programs that then run for
+# milliseconds: LLVM's optimisation passes cost more than they save here
+# (tests/test_tasd.py: 93 s against 68 s without them). The programs and every
+# check are the same; only the machine code is less tuned. Benchmarks
+# and experiments keep XLA's default.
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
