@@ -1,5 +1,6 @@
 """Shared test settings: CPU only, one XLA compilation cache per test process,
-XLA's backend optimisation off, hypothesis profile for CI, and the jit / no-jit parametrisation."""
+XLA's backend optimisation off, a deterministic hypothesis profile for CI, and the
+jit / no-jit parametrisation."""
 
 import atexit
 import os

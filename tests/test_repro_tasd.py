@@ -47,8 +47,8 @@ def tiny_config(data_dir: str):
         config.train[name].model_kwargs.num_layers = 1
     config.hardware = ("ttc_vegeta_m8", "dstc")
     config.calibration_examples = 64
-    config.shapes_only.models = ("resnet20",)
-    config.shapes_only.images = (1, 16, 16, 3)
+    config.shapes_only.models = ("lenet5",)  # five GEMMs: the shapes-only path, quickly
+    config.shapes_only.images = (1, 28, 28, 1)
     return config
 
 
@@ -101,7 +101,7 @@ def test_report_quotes_the_paper_and_ours_and_labels_shapes_only(run):
         assert layer_wise[key] == sparse_cnn[f"ours_{key}"], key
     assert layer_wise["accuracy"] == sparse_cnn["ours_accuracy"]
     assert "shapes-only estimates" in report and "## Differences from the paper" in report
-    shapes = results["shapes_only"]["resnet20"]["rows"]
+    shapes = results["shapes_only"]["lenet5"]["rows"]
     assert {(r["workload"], r["hardware"]) for r in shapes} == {
         (w, hw) for w in ("dense", "sparse") for hw in config.hardware}
     # Pruned to 95% and decomposed, the sparse shapes-only model costs less than dense on tc.
