@@ -137,7 +137,7 @@ def test_alpha_rule_grows_more_aggressive_with_alpha(problem):
     costs = []
     for alpha in (-0.5, 0.0, 0.5):
         choice = tasder.alpha_rule(problem, acts, alpha, tasder.Choice({}, {}))
-        costs.append(sum(tasder.searches.compute_cost(choice.activations.get(p, "dense"))
+        costs.append(sum(patterns.as_series(choice.activations.get(p, "dense")).compute_cost
                          for p in problem.activation_layers))
     assert costs[0] >= costs[1] >= costs[2]
     assert costs[0] > costs[2]

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tasd_jax import cost, patterns, tasd, tree_paths
+from tasd_jax import cost, tasd, tree_paths
 from tasd_jax.tasder import activations, graph
 from tasd_jax.tasder import metrics as metrics_lib
 
@@ -85,11 +85,6 @@ def same_m_candidates(candidates: Sequence[str]) -> tuple[str, ...]:
     ms = [mk[0] for _, mk in sized]
     common = max(set(ms), key=ms.count)
     return tuple(s for s, mk in sized if mk[0] == common)
-
-
-def compute_cost(spec: str) -> float:
-    """sum Ni / Mi of a series: the share of dense compute it runs."""
-    return patterns.as_series(spec).compute_cost
 
 
 class Problem:

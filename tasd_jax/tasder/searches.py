@@ -48,13 +48,13 @@ a move on one operand clears the other's.
 import itertools
 import math
 import time
-from typing import NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from tasd_jax import cost
+from tasd_jax import cost, patterns
 from tasd_jax.tasder import metrics
-from tasd_jax.tasder.problem import DENSE, Choice, Problem, _hardware, compute_cost
+from tasd_jax.tasder.problem import DENSE, Choice, Problem, _hardware
 
 MODES = ("network", "paper", "ours", "exhaustive")
 OPERANDS = ("weights", "activations", "both")
@@ -108,6 +108,7 @@ class _Search(NamedTuple):
     batch: int
     weight_specs: tuple[str, ...]
     activation_specs: tuple[str, ...]
+    compute: Mapping[str, float]  # each candidate's and "dense"'s share of dense compute
     refine_evaluations: int | None = None
     stop_at: int | None = None  # problem.evaluations past which unmeasured choices fail
 
@@ -202,14 +203,15 @@ def alpha_rule(problem: Problem, specs: Sequence[str], alpha: float, start: Choi
       >>> _, specs = problem.candidates("ttc_vegeta_m8")
       >>> alpha_rule(problem, specs, alpha=0.1, start=Choice({}, {})).activations
     """
+    compute = _compute_shares(specs)
     acts = dict(start.activations)
     for layer in problem.activation_layers:
         if sparse_operands < 2 and start.weights.get(layer, "dense") != "dense":
             continue
         sparsity = problem.input_sparsity(layer)
-        fitting = [s for s in specs if sparsity + alpha > 1.0 - compute_cost(s)]
+        fitting = [s for s in specs if sparsity + alpha > 1.0 - compute[s]]
         if fitting:
-            acts[layer] = min(fitting, key=compute_cost)
+            acts[layer] = min(fitting, key=compute.get)
     return Choice(dict(start.weights), acts)
 
 
@@ -222,7 +224,7 @@ def _paper(search: _Search) -> Choice:
         prefix = [choice]
         for _, _, layer, spec in pairs:
             current = prefix[-1].weights.get(layer)
-            if current is not None and compute_cost(spec) >= compute_cost(current):
+            if current is not None and search.compute[spec] >= search.compute[current]:
                 continue  # a pair never makes a layer run more compute
             prefix.append(search.with_move(prefix[-1], "weights", layer, spec))
         choice = _last_passing(search, prefix)
@@ -255,8 +257,8 @@ def _chain(search: _Search, current: Choice, blocked: dict) -> list[tuple[Choice
     base_edp = search.edp(current)
     scored = []
     for op, layer, spec in search.moves():
-        spec_cost = compute_cost(spec)
-        if (spec_cost >= compute_cost(_current_spec(current, op, layer))
+        spec_cost = search.compute[spec]
+        if (spec_cost >= search.compute[_current_spec(current, op, layer)]
                 or spec_cost <= blocked.get((op, layer), -1.0)):
             continue
         saved = base_edp - search.edp(search.with_move(current, op, layer, spec))
@@ -330,7 +332,7 @@ def _descend(search: _Search, current: Choice, evaluations: int | None) -> Choic
             if swapped is not None:
                 current, accepted = swapped, accepted + 1
             else:
-                rejected[op, layer] = (compute_cost(spec), accepted)
+                rejected[op, layer] = (search.compute[spec], accepted)
     return current
 
 
@@ -340,20 +342,20 @@ def _rungs_from(search: _Search, current: Choice, op: str, layer: str, spec: str
     cannot (a rung whose EDP barely drops, as a two-term series on a memory-bound layer)."""
     specs = search.weight_specs if op == "weights" else search.activation_specs
     edp = search.edp(search.with_move(current, op, layer, spec))
-    deeper = [s for s in specs if compute_cost(s) < compute_cost(spec)
+    deeper = [s for s in specs if search.compute[s] < search.compute[spec]
               and search.edp(search.with_move(current, op, layer, s)) < edp]
-    return [spec] + sorted(deeper, key=compute_cost, reverse=True)
+    return [spec] + sorted(deeper, key=search.compute.get, reverse=True)
 
 
 def _step_up(search: _Search, choice: Choice, op: str, layer: str, to_dense: bool) -> Choice:
     """`choice` with the layer operand one step up its ladder, or back to dense."""
     specs = search.weight_specs if op == "weights" else search.activation_specs
-    now = compute_cost(_current_spec(choice, op, layer))
-    higher = [s for s in specs if compute_cost(s) > now]
+    now = search.compute[_current_spec(choice, op, layer)]
+    higher = [s for s in specs if search.compute[s] > now]
     weights, acts = dict(choice.weights), dict(choice.activations)
     side = weights if op == "weights" else acts
     if higher and not to_dense:
-        side[layer] = min(higher, key=compute_cost)
+        side[layer] = min(higher, key=search.compute.get)
     else:
         side.pop(layer, None)
     return Choice(weights, acts)
@@ -486,7 +488,12 @@ def _prepare_search(problem: Problem, hardware: "str | cost.Hardware", budget: f
                          "problem.layer_inputs)")
     weights, acts = problem.candidates(hw)
     return _Search(problem, hw, metrics.floor(problem.baseline, budget), operand, batch,
-                   weights, acts)
+                   weights, acts, _compute_shares(weights + acts + ("dense",)))
+
+
+def _compute_shares(specs: Sequence[str]) -> dict[str, float]:
+    """{spec: sum Ni / Mi}: each series parsed once, where a search starts."""
+    return {spec: patterns.as_series(spec).compute_cost for spec in specs}
 
 
 def search(problem: Problem, *, hardware: "str | cost.Hardware" = "ttc_vegeta_m8",
