@@ -8,6 +8,7 @@ threshold across layers (TW pruning, docs/tile_wise.md) is the same call on the
 concatenation of every layer's units.
 """
 
+import functools
 from typing import Any, Sequence
 
 import jax
@@ -38,12 +39,22 @@ def prune_lowest(
     """
     if sum(jnp.size(s) for s in scores) == 0:
         return [jnp.ones(jnp.shape(s), bool) for s in scores]
+    uniform = {int(z) for z in sizes if isinstance(z, (int, np.integer))}
+    if len(uniform) == 1 and len(sizes) == len(scores) and uniform != {0}:
+        return _prune_lowest(tuple(scores), None, num_prune, unit=uniform.pop())
+    return _prune_lowest(tuple(scores), tuple(sizes), num_prune, unit=None)
+
+
+# One compiled program per set of shapes: called eagerly (prune_tree, reports),
+# op-by-op dispatch would compile each of its dozen operations per shape.
+@functools.partial(jax.jit, static_argnames="unit")
+def _prune_lowest(scores: tuple, sizes: tuple | None, num_prune: Any, *, unit: int | None
+                  ) -> list[jax.Array]:
     flat_scores = ranking.rank_keys(
         jnp.concatenate([jnp.ravel(s).astype(jnp.float32) for s in scores])
     )
-    uniform = {z for z in sizes if isinstance(z, (int, np.integer))}
-    if len(uniform) == 1 and len(sizes) == len(scores) and uniform != {0}:
-        keep = _prune_lowest_uniform(flat_scores, num_prune / uniform.pop())
+    if unit is not None:
+        keep = _prune_lowest_uniform(flat_scores, num_prune / unit)
     else:
         keep = _prune_lowest_sized(flat_scores, sizes, scores, num_prune)
     out, start = [], 0
