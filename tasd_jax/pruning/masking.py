@@ -1,7 +1,7 @@
 """Masks in the optimizer state: an optax wrapper for gradual structured pruning.
 
 The tile-wise paper's prune / fine-tune loop (docs/tile_wise.md).
-`prune(inner, pruner)` is an `optax.GradientTransformation` whose state
+`prune(inner, pruner)` is an `optax.GradientTransformationExtraArgs` whose state
 (`PruneState`) holds one boolean keep-mask per pruned parameter, so
 checkpointing the optimizer state checkpoints the masks. At every step it
 
