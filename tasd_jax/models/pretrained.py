@@ -96,6 +96,7 @@ def bert_fields(config: Mapping[str, Any]) -> dict[str, Any]:
             f"{CONFIG_FILE}: position_embedding_type={positions!r}; only 'absolute' is supported"
         )
     fields["layer_norm_eps"] = float(config.get("layer_norm_eps", 1e-12))
+    # BertEncoder has one dropout rate; BERT's configs set both to 0.1.
     fields["dropout_rate"] = float(config.get("hidden_dropout_prob", 0.1))
     return fields
 
@@ -397,6 +398,7 @@ def extract_once(
             return target
         cache_dir.mkdir(parents=True, exist_ok=True)
         staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=cache_dir))
+        staging.chmod(0o755)  # mkdtemp makes it private; the weights are not secret
         for name in names:
             zf.extract(entries[name], staging)
     try:
