@@ -6,11 +6,13 @@ VGG16) keep `batch_stats`, mutable when train=True. BERT takes int32 token ids
 [B, L]. Every linear layer is built with the model's `dense` field (default
 nn.Dense; kernels [in, out]) so a tile-wise-sparse layer can be plugged in:
 `get_model("bert", dense=TWDense)`. `ViT` is a small Vision Transformer on NHWC
-images.
+images. `from_pretrained(directory)` loads a Hugging Face BERT checkpoint into
+`BertEncoder` (`pretrained.py`).
 """
 
 from tasd_jax.models.bert import BertEncoder, EncoderLayer, SelfAttention
 from tasd_jax.models.mlp import LeNet5, MLP
+from tasd_jax.models.pretrained import from_pretrained, minilm_checkpoint_dir, pretrained_tokenizer
 from tasd_jax.models.registry import (MODELS, TOKEN_MODELS, get_model, init_model, input_spec,
                                       register)
 from tasd_jax.models.resnet import BasicBlock, BottleneckBlock, CifarResNet, ResNet
@@ -32,8 +34,11 @@ __all__ = [
     "VGG16",
     "ViT",
     "ViTBlock",
+    "from_pretrained",
     "get_model",
     "init_model",
     "input_spec",
+    "minilm_checkpoint_dir",
+    "pretrained_tokenizer",
     "register",
 ]

@@ -3,8 +3,8 @@
 The tile-wise paper prunes a fine-tuned BERT-base (docs/tile_wise.md) and the
 TASD paper uses it as a GEMM workload (docs/tasd.md). Post-LN layers as in the
 original BERT: x = LN(x + Attn(x)); x = LN(x + FFN(x)), GELU (exact, erf) in
-the FFN, LayerNorm epsilon 1e-12, then a tanh pooler on the [CLS] (first)
-token and a linear classifier.
+the FFN, LayerNorm epsilon 1e-12 (both fields, for checkpoints that differ),
+then a tanh pooler on the [CLS] (first) token and a linear classifier.
 
 Every GEMM with a weight is a 2-D Dense `[in, out]` built with the `dense`
 field: attention `query`, `key`, `value`, `out` are [hidden, hidden] and are
@@ -14,6 +14,10 @@ plain GEMM each), the FFN is `intermediate` [hidden, mlp_dim] and `output`
 `layer_3/attention/query/kernel`, `layer_3/intermediate/kernel`.
 
 BERT-base (the defaults) has 109,482,240 parameters without the classifier.
+`encode` returns the last hidden states [B, L, hidden] (no pooler, no
+classifier), the output sentence-embedding models pool; `from_pretrained` in
+`tasd_jax/models/pretrained.py` fills these modules from a Hugging Face BERT
+checkpoint.
 """
 
 from typing import Callable, Optional
@@ -22,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-_LN_EPSILON = 1e-12  # BERT's LayerNorm epsilon
+_LN_EPSILON = 1e-12  # BERT's LayerNorm epsilon, the default of `layer_norm_eps`
 
 
 class SelfAttention(nn.Module):
@@ -78,12 +82,16 @@ class EncoderLayer(nn.Module):
       mlp_dim: FFN inner width.
       dropout_rate: dropout on attention probabilities and sub-layer outputs.
       dense: constructor of linear layers, called as `dense(features, name=...)`.
+      layer_norm_eps: LayerNorm epsilon.
+      gelu_approximate: tanh GELU instead of the exact (erf) one.
     """
 
     num_heads: int
     mlp_dim: int
     dropout_rate: float
     dense: Callable[..., nn.Module]
+    layer_norm_eps: float = _LN_EPSILON
+    gelu_approximate: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, attention_mask: jax.Array, train: bool) -> jax.Array:
@@ -92,10 +100,12 @@ class EncoderLayer(nn.Module):
         y = SelfAttention(self.num_heads, self.dropout_rate, self.dense, name="attention")(
             x, attention_mask, train
         )
-        x = nn.LayerNorm(epsilon=_LN_EPSILON, name="attention_ln")(x + dropout(y))
-        y = nn.gelu(self.dense(self.mlp_dim, name="intermediate")(x), approximate=False)
+        x = nn.LayerNorm(epsilon=self.layer_norm_eps, name="attention_ln")(x + dropout(y))
+        y = nn.gelu(
+            self.dense(self.mlp_dim, name="intermediate")(x), approximate=self.gelu_approximate
+        )
         y = self.dense(x.shape[-1], name="output")(y)
-        return nn.LayerNorm(epsilon=_LN_EPSILON, name="output_ln")(x + dropout(y))
+        return nn.LayerNorm(epsilon=self.layer_norm_eps, name="output_ln")(x + dropout(y))
 
 
 class BertEncoder(nn.Module):
@@ -113,6 +123,8 @@ class BertEncoder(nn.Module):
       dropout_rate: dropout on embeddings, attention probabilities, sub-layer
         outputs and the pooled vector (rng name "dropout", only when train=True).
       dense: constructor of linear layers, called as `dense(features, name=...)`.
+      layer_norm_eps: epsilon of every LayerNorm.
+      gelu_approximate: tanh GELU in the FFN instead of the exact (erf) one.
     """
 
     vocab_size: int = 30522
@@ -125,6 +137,26 @@ class BertEncoder(nn.Module):
     num_classes: int = 2
     dropout_rate: float = 0.1
     dense: Callable[..., nn.Module] = nn.Dense
+    layer_norm_eps: float = _LN_EPSILON
+    gelu_approximate: bool = False
+
+    def encode(
+        self,
+        input_ids: jax.Array,
+        token_type_ids: Optional[jax.Array] = None,
+        attention_mask: Optional[jax.Array] = None,
+        train: bool = False,
+    ) -> jax.Array:
+        """The last hidden states: `model.apply(variables, ids, method="encode")`.
+
+        Arguments as for `__call__`; the pooler and classifier are not used
+        (nor needed in `variables`).
+
+        Returns:
+          [B, L, hidden] float hidden states of the last layer, padding
+          positions included.
+        """
+        return self(input_ids, token_type_ids, attention_mask, train, hidden_states=True)
 
     @nn.compact
     def __call__(
@@ -133,6 +165,8 @@ class BertEncoder(nn.Module):
         token_type_ids: Optional[jax.Array] = None,
         attention_mask: Optional[jax.Array] = None,
         train: bool = False,
+        *,
+        hidden_states: bool = False,
     ) -> jax.Array:
         """Classifies token sequences.
 
@@ -142,9 +176,11 @@ class BertEncoder(nn.Module):
           attention_mask: [B, L], nonzero/True for real tokens, 0 for padding;
             all ones when omitted.
           train: enables dropout (needs the "dropout" rng).
+          hidden_states: return the last layer's [B, L, hidden] states before
+            the pooler (what `encode` does).
 
         Returns:
-          logits [B, num_classes].
+          logits [B, num_classes], or [B, L, hidden] with hidden_states=True.
         """
         self._check(input_ids, token_type_ids, attention_mask)
         batch, length = input_ids.shape
@@ -164,7 +200,7 @@ class BertEncoder(nn.Module):
         x = x + nn.Embed(self.type_vocab_size, self.hidden, name="token_type_embeddings")(
             token_type_ids
         )
-        x = nn.LayerNorm(epsilon=_LN_EPSILON, name="embeddings_ln")(x)
+        x = nn.LayerNorm(epsilon=self.layer_norm_eps, name="embeddings_ln")(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         for i in range(self.num_layers):
             x = EncoderLayer(
@@ -172,8 +208,12 @@ class BertEncoder(nn.Module):
                 self.mlp_dim,
                 self.dropout_rate,
                 self.dense,
+                self.layer_norm_eps,
+                self.gelu_approximate,
                 name=f"layer_{i}",
             )(x, attention_mask, train)
+        if hidden_states:
+            return x
         pooled = jnp.tanh(self.dense(self.hidden, name="pooler")(x[:, 0]))
         pooled = nn.Dropout(self.dropout_rate, deterministic=not train)(pooled)
         return self.dense(self.num_classes, name="classifier")(pooled)
