@@ -203,7 +203,12 @@ def alpha_rule(problem: Problem, specs: Sequence[str], alpha: float, start: Choi
       >>> _, specs = problem.candidates("ttc_vegeta_m8")
       >>> alpha_rule(problem, specs, alpha=0.1, start=Choice({}, {})).activations
     """
-    compute = _compute_shares(specs)
+    return _alpha_rule(problem, specs, _compute_shares(specs), alpha, start, sparse_operands)
+
+
+def _alpha_rule(problem: Problem, specs: Sequence[str], compute: Mapping[str, float],
+                alpha: float, start: Choice, sparse_operands: int) -> Choice:
+    """`alpha_rule` with each spec's share of dense compute given (`_compute_shares`)."""
     acts = dict(start.activations)
     for layer in problem.activation_layers:
         if sparse_operands < 2 and start.weights.get(layer, "dense") != "dense":
@@ -230,8 +235,9 @@ def _paper(search: _Search) -> Choice:
         choice = _last_passing(search, prefix)
     if search.uses_activations:
         start = choice
-        trials = _dedupe([start] + [alpha_rule(problem, search.activation_specs, a, start,
-                                               search.hw.sparse_operands) for a in ALPHAS])
+        trials = _dedupe([start] + [_alpha_rule(problem, search.activation_specs, search.compute,
+                                                a, start, search.hw.sparse_operands)
+                                    for a in ALPHAS])
         choice = _last_passing(search, trials)
     return choice
 
