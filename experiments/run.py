@@ -8,9 +8,10 @@ function `(config, workdir) -> dict` of a module in this package, looked up in
 
 Mistakes in the input end the command with one line on stderr (`error: ...`)
 and exit status 1, no traceback: an override of a field the config does not
-have (with the closest field name), and the experiments' `ConfigError` and
-`CheckpointError`, whose messages say what to change (`--verbosity=1` logs
-their traceback). `--resume_with_changes` lets a rerun resume a workdir with
+have (with the closest field name), the experiments' `ConfigError` and
+`CheckpointError`, and a data set that is missing (`DataNotFoundError`) or
+malformed (`IdxFormatError`), whose messages say what to change
+(`--verbosity=1` logs their traceback). `--resume_with_changes` lets a rerun resume a workdir with
 the fields that may change on resume changed (`experiments.resume.CHANGEABLE_ON_RESUME`).
 
 The console shows progress, results, warnings and errors; the libraries' INFO
@@ -48,6 +49,7 @@ from experiments import resume
 from experiments import train
 from experiments import tw_kernels
 from experiments.errors import ConfigError
+from tasd_jax import data
 from tasd_jax import training
 
 EXPERIMENTS: dict[str, Callable[[Any, str], Any]] = {
@@ -89,7 +91,8 @@ _RESUME_WITH_CHANGES = flags.DEFINE_bool(
 )
 
 # Errors whose message says what to change: reported in one line, without a traceback.
-_INPUT_ERRORS = (ConfigError, training.CheckpointError)
+_INPUT_ERRORS = (ConfigError, training.CheckpointError, data.DataNotFoundError,
+                 data.IdxFormatError)
 
 
 def experiment_fn(name: str) -> Callable[[Any, str], Any]:

