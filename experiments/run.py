@@ -39,6 +39,7 @@ from ml_collections import config_flags
 import configs
 from experiments import decompose_report
 from experiments import edp_report
+from experiments import minilm_tasder
 from experiments import quickstart
 from experiments import repro_tasd
 from experiments import repro_tw
@@ -60,6 +61,7 @@ EXPERIMENTS: dict[str, Callable[[Any, str], Any]] = {
     "tw_kernels": tw_kernels.tw_kernels,
     "tasder": tasder.tasder_experiment,
     "tasder_table": tasder.tasder_table,
+    "minilm_tasder": minilm_tasder.minilm_tasder,
     "quickstart": quickstart.quickstart,
     "repro_tasd": repro_tasd.repro_tasd,
     "repro_tw": repro_tw.repro_tw,

@@ -336,3 +336,6 @@ def test_minilm_reproduces_the_sentence_transformers_similarities(minilm):
     cosines = unit @ unit.T
     got = (cosines[0, 1], cosines[0, 2], cosines[1, 2])
     np.testing.assert_allclose(got, QUICK_START_COSINES, atol=1e-4)
+    # The library's pooling is this one.
+    np.testing.assert_allclose(models.sentence_embeddings(hidden, batch["attention_mask"]),
+                               unit, atol=1e-5)

@@ -12,7 +12,12 @@ images. `from_pretrained(directory)` loads a Hugging Face BERT checkpoint into
 
 from tasd_jax.models.bert import BertEncoder, EncoderLayer, SelfAttention
 from tasd_jax.models.mlp import LeNet5, MLP
-from tasd_jax.models.pretrained import from_pretrained, minilm_checkpoint_dir, pretrained_tokenizer
+from tasd_jax.models.pretrained import (
+    from_pretrained,
+    minilm_checkpoint_dir,
+    pretrained_tokenizer,
+    sentence_embeddings,
+)
 from tasd_jax.models.registry import (MODELS, TOKEN_MODELS, get_model, init_model, input_spec,
                                       register)
 from tasd_jax.models.resnet import BasicBlock, BottleneckBlock, CifarResNet, ResNet
@@ -40,5 +45,6 @@ __all__ = [
     "input_spec",
     "minilm_checkpoint_dir",
     "pretrained_tokenizer",
+    "sentence_embeddings",
     "register",
 ]

@@ -337,6 +337,15 @@ def pretrained_tokenizer(
     return tokenize
 
 
+def sentence_embeddings(hidden: jnp.ndarray, attention_mask: jnp.ndarray) -> jnp.ndarray:
+    """Sentence embeddings as sentence-transformers pools them: the mean of the
+    last hidden states `hidden` [B, L, H] over the real tokens (`attention_mask`
+    [B, L], 1 on real tokens), scaled to unit length: float32 [B, H]."""
+    mask = jnp.asarray(attention_mask, jnp.float32)[..., None]
+    pooled = jnp.sum(hidden.astype(jnp.float32) * mask, axis=1) / jnp.maximum(mask.sum(1), 1.0)
+    return pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+
+
 def _padding_token(tokenizer: Any) -> tuple[int, str]:
     """(id, token) to pad with: the file's padding settings, else [PAD]."""
     if tokenizer.padding:

@@ -29,7 +29,12 @@ from tasd_jax.tasder.activations import (
 )
 from tasd_jax.tasder.frontier import frontier, frontier_labels, plot_frontier
 from tasd_jax.tasder.graph import LayerInput, layer_inputs
-from tasd_jax.tasder.metrics import MeanOverBatches, top1_accuracy
+from tasd_jax.tasder.metrics import (
+    MeanOverBatches,
+    embedding_agreement,
+    top1_accuracy,
+    with_reference,
+)
 from tasd_jax.tasder.problem import Choice, Evaluated, Problem
 from tasd_jax.tasder.saved import Saved, apply_choice, load, save
 from tasd_jax.tasder.searches import (
@@ -61,6 +66,7 @@ __all__ = [
     "apply_choice",
     "capture_inputs",
     "combinations",
+    "embedding_agreement",
     "frontier",
     "frontier_labels",
     "keep_top_per_group",
@@ -71,5 +77,6 @@ __all__ = [
     "save",
     "search",
     "top1_accuracy",
+    "with_reference",
     "with_activation_series",
 ]

@@ -158,13 +158,8 @@ def top1_accuracy(batches: Iterable[Any], inputs: str = "image", label: str = "l
       >>> metric(jax.jit(model.apply), variables)                 # a float in [0, 1]
     """
     batches = list(batches)
-    for i, batch in enumerate(batches):
-        if not hasattr(batch, "keys"):
-            raise ValueError(f"batch {i} is a {type(batch).__name__}, not a dict of arrays")
-        for key in (inputs, label) + ((mask,) if mask else ()):
-            if key not in batch:
-                raise ValueError(f"batch {i} has no {key!r} (it has {sorted(batch.keys())}); "
-                                 "name the keys with top1_accuracy(..., inputs=, label=, mask=)")
+    _check_keys(batches, (inputs, label) + ((mask,) if mask else ()),
+                "top1_accuracy(..., inputs=, label=, mask=)")
 
     @jax.jit
     def hits(logits, labels, weights):
@@ -178,3 +173,58 @@ def top1_accuracy(batches: Iterable[Any], inputs: str = "image", label: str = "l
 
     return MeanOverBatches(batches, score, bounds=(0.0, 1.0))
 
+
+
+def embedding_agreement(batches: Iterable[Any], embed: Callable[[Any, Any], jax.Array],
+                        inputs: str = "inputs", reference: str = "reference") -> MeanOverBatches:
+    """Agreement of a model's embeddings with reference ones: the mean, over
+    examples, of the cosine similarity between `embed(outputs, batch[inputs])`
+    and `batch[reference]`, as `MeanOverBatches` (bounds -1, 1).
+
+    The metric of a sentence encoder searched without labels: the reference
+    is the unmodified model's embedding of the same input (see
+    `with_reference`), so the unmodified model scores 1.
+
+    Args:
+      batches: dicts holding `inputs` (passed to apply as is) and `reference`
+        (float [B, D], the embeddings to agree with).
+      embed: `embed(outputs, inputs) -> [B, D]`, from what apply returns (e.g.
+        hidden states [B, L, H] pooled under the inputs' attention mask).
+      inputs, reference: the keys.
+
+    Raises:
+      ValueError: a batch that is not a mapping or lacks a key.
+    """
+    batches = list(batches)
+    _check_keys(batches, (inputs, reference), "embedding_agreement(..., inputs=, reference=)")
+
+    @jax.jit
+    def cosine_sum(got, want):
+        got, want = got.astype(jnp.float32), jnp.asarray(want, jnp.float32)
+        norms = jnp.linalg.norm(got, axis=-1) * jnp.linalg.norm(want, axis=-1)
+        # A zero embedding agrees with nothing: cosine 0, not NaN.
+        cosine = jnp.sum(got * want, axis=-1) / jnp.where(norms > 0, norms, 1.0)
+        return jnp.sum(jnp.where(norms > 0, cosine, 0.0)), got.shape[0]
+
+    def score(apply, variables, batch):
+        return cosine_sum(embed(apply(variables, batch[inputs]), batch[inputs]), batch[reference])
+
+    return MeanOverBatches(batches, score, bounds=(-1.0, 1.0))
+
+
+def with_reference(apply: Apply, variables: Any, input_batches: Iterable[Any],
+                   embed: Callable[[Any, Any], jax.Array]) -> list[dict[str, Any]]:
+    """`[{"inputs": x, "reference": embed(apply(variables, x), x)}]` for each input
+    batch `x`: the batches `embedding_agreement` reads, referenced to this model."""
+    return [{"inputs": x, "reference": np.asarray(embed(apply(variables, x), x))}
+            for x in input_batches]
+
+
+def _check_keys(batches: list, keys: tuple, how: str) -> None:
+    for i, batch in enumerate(batches):
+        if not hasattr(batch, "keys"):
+            raise ValueError(f"batch {i} is a {type(batch).__name__}, not a dict of arrays")
+        for key in keys:
+            if key not in batch:
+                raise ValueError(f"batch {i} has no {key!r} (it has {sorted(batch.keys())}); "
+                                 f"name the keys with {how}")
