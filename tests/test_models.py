@@ -441,6 +441,10 @@ def test_bad_field_is_value_error():
     "name, kwargs, inputs, match",
     [
         ("resnet20", {"depth": 21}, _image_spec(8), "6n \\+ 2.*21"),
+        ("resnet29_bottleneck", {"depth": 20 + 6}, _image_spec(8),
+         "9n \\+ 2 with n >= 1 for bottleneck blocks \\(11, 20, 29, ...\\), got 26"),
+        ("resnet20", {"width": 0}, _image_spec(8), "width=0 must be an integer >= 1"),
+        ("resnet20", {"block": "wide"}, _image_spec(8), "block='wide' must be one of"),
         ("resnet20", {"shortcut": "C"}, _image_spec(8), "'C'"),
         ("lenet5", {}, _image_spec(2, 1), "at least 4x4.*2x2"),
         ("vgg16", {}, _image_spec(16), "at least 32x32.*16x16"),
@@ -507,3 +511,46 @@ def test_bert_mask_shape_mismatch():
     ids = jnp.zeros((2, 4), jnp.int32)
     with pytest.raises(ValueError, match="attention_mask.*\\(2, 4\\).*\\(2, 3\\)"):
         model.init(jax.random.key(0), ids, None, jnp.ones((2, 3)))
+
+
+def test_bottleneck_cifar_resnet_has_resnet50_blocks_and_width_scales_every_conv():
+    spec = _image_spec(28, 1)
+    shapes = {w: {"/".join(k): v.shape for k, v in traverse_util.flatten_dict(
+        jax.eval_shape(models.get_model("resnet29_bottleneck", width=w).init,
+                       jax.random.key(0), spec)["params"]).items()} for w in (1, 2)}
+    one, two = shapes[1], shapes[2]
+    # 3 stages x 3 blocks of 1x1 -> 3x3 -> 1x1, a projection where a stage starts.
+    assert sum(k.endswith("conv_2/kernel") for k in one) == 9
+    assert {k.split("/")[0] for k in one if "shortcut_conv" in k} == {
+        "stage0_block0", "stage1_block0", "stage2_block0"}
+    assert one["stage2_block2/conv_1/kernel"] == (3, 3, 64, 64)
+    assert one["stage2_block2/conv_2/kernel"] == (1, 1, 64, 256)
+    assert one["head/kernel"] == (256, 10)
+    assert one.keys() == two.keys()
+    for path, shape in one.items():  # every channel count doubles, the pixels' 1 does not
+        if path.endswith("/kernel") and len(shape) == 4:
+            cin = shape[2] if path == "conv_stem/kernel" else 2 * shape[2]
+            assert two[path] == (*shape[:2], cin, 2 * shape[3]), path
+    for w in (1, 2):  # counted by hand: convs without bias, BN scale + bias
+        assert _param_count(jax.eval_shape(
+            models.get_model("resnet29_bottleneck", width=w).init, jax.random.key(0),
+            spec)["params"]) == _bottleneck_params(w)
+    model = models.get_model("resnet29_bottleneck", width=2)
+    logits = model.apply(_init(model, jnp.ones((1, 28, 28, 1))), jnp.ones((2, 28, 28, 1)))
+    assert logits.shape == (2, 10)
+
+
+def _bottleneck_params(width: int, in_channels: int = 1, classes: int = 10) -> int:
+    """resnet29_bottleneck's parameters from its definition: a 3x3 stem, three
+    stages of three 1x1 -> 3x3 -> 1x1 blocks (projection where the shape changes)."""
+    def conv_bn(k, cin, cout):
+        return k * k * cin * cout + 2 * cout
+    total, cin = conv_bn(3, in_channels, 16 * width), 16 * width
+    for features in (16 * width, 32 * width, 64 * width):
+        for block in range(3):
+            total += (conv_bn(1, cin, features) + conv_bn(3, features, features)
+                      + conv_bn(1, features, 4 * features))
+            if block == 0:  # stride 2 or 4x the channels: a projection
+                total += conv_bn(1, cin, 4 * features)
+            cin = 4 * features
+    return total + cin * classes + classes

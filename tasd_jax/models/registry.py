@@ -21,6 +21,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": mlp.LeNet5,
     "resnet20": functools.partial(resnet.CifarResNet, depth=20),
     "resnet56": functools.partial(resnet.CifarResNet, depth=56),
+    # ResNet-50's bottleneck blocks at CIFAR size: 3 stages of 3 blocks, 29 layers.
+    "resnet29_bottleneck": functools.partial(resnet.CifarResNet, depth=29, block="bottleneck"),
     "vgg16": vgg.VGG16,
     "resnet18": functools.partial(
         resnet.ResNet, stage_sizes=(2, 2, 2, 2), block_cls=resnet.BasicBlock

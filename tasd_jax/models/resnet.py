@@ -141,37 +141,61 @@ def _check_option(shortcut: str) -> None:
 
 
 class CifarResNet(nn.Module):
-    """CIFAR ResNet of depth 6n + 2 (He et al. 2016 §4.2), input [B, H, W, C].
+    """CIFAR ResNet (He et al. 2016 §4.2) for small images, input [B, H, W, C].
+
+    Three stages of n blocks each, 16 / 32 / 64 channels (times `width`), the
+    later two starting with a stride-2 block. `block="basic"` is the paper's:
+    two 3x3 convs per block, depth 6n + 2. `block="bottleneck"` uses ResNet-50's
+    1x1 -> 3x3 -> 1x1 blocks (outputs 4x the stage's channels, projection
+    shortcuts), depth 9n + 2: a ResNet-50 in miniature for 28x28 or 32x32 images.
 
     Attributes:
-      depth: 20, 32, 44, 56, 110, ...: (depth - 2) must be a multiple of 6.
+      depth: basic 20, 32, 44, 56, ... (6n + 2); bottleneck 11, 20, 29, ... (9n + 2).
       num_classes: width of the linear head `head`.
-      shortcut: "A" (default, the paper's CIFAR choice) or "B".
+      shortcut: "A" (default, the paper's CIFAR choice) or "B" (projection).
+        Bottleneck blocks always project.
+      block: "basic" or "bottleneck".
+      width: multiplies every stage's channels (and the stem's), an integer >= 1.
       dense: constructor of linear layers, called as `dense(features, name=...)`.
     """
 
     depth: int = 20
     num_classes: int = 10
     shortcut: str = "A"
+    block: str = "basic"
+    width: int = 1
     dense: Callable[..., nn.Module] = nn.Dense
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         """Maps images [B, H, W, C] (32x32 for CIFAR) to logits [B, num_classes]."""
-        if self.depth < 8 or (self.depth - 2) % 6:
+        if self.block not in _BLOCKS:
+            raise ValueError(f"CifarResNet block={self.block!r} must be one of {sorted(_BLOCKS)}")
+        block_cls, convs = _BLOCKS[self.block]
+        per_depth = 3 * convs  # three stages of n blocks of `convs` convs each
+        if self.depth < per_depth + 2 or (self.depth - 2) % per_depth:
             raise ValueError(
-                f"CifarResNet depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, ...), "
+                f"CifarResNet depth must be {per_depth}n + 2 with n >= 1 for {self.block} "
+                f"blocks ({', '.join(str(per_depth * n + 2) for n in (1, 2, 3))}, ...), "
                 f"got {self.depth}"
             )
+        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
+            raise ValueError(f"CifarResNet width={self.width!r} must be an integer >= 1")
         _check_option(self.shortcut)
         common.check_images(images, f"resnet{self.depth}")
-        x = _conv(16, 3, 1, name="conv_stem")(images)
+        x = _conv(16 * self.width, 3, 1, name="conv_stem")(images)
         x = common.batch_norm(use_running_average=not train, name="bn_stem")(x)
         x = nn.relu(x)
-        n = (self.depth - 2) // 6
-        x = _stages(x, (n, n, n), (16, 32, 64), BasicBlock, self.shortcut, train)
+        n = (self.depth - 2) // per_depth
+        shortcut = "B" if self.block == "bottleneck" else self.shortcut
+        x = _stages(x, (n, n, n), tuple(c * self.width for c in (16, 32, 64)), block_cls,
+                    shortcut, train)
         x = jnp.mean(x, axis=(1, 2))
         return self.dense(self.num_classes, name="head")(x)
+
+
+# block name -> (block class, convolutions per block)
+_BLOCKS = {"basic": (BasicBlock, 2), "bottleneck": (BottleneckBlock, 3)}
 
 
 class ResNet(nn.Module):
