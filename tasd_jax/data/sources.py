@@ -34,6 +34,7 @@ class DataNotFoundError(FileNotFoundError):
     """A data set that is neither prepared nor preparable here; the message says
     what is missing and how to get it."""
 
+
 # Splits up to this many bytes on disk are read into memory by default.
 IN_MEMORY_MAX_BYTES = 256 * 2**20
 

@@ -174,7 +174,6 @@ def top1_accuracy(batches: Iterable[Any], inputs: str = "image", label: str = "l
     return MeanOverBatches(batches, score, bounds=(0.0, 1.0))
 
 
-
 def embedding_agreement(batches: Iterable[Any], embed: Callable[[Any, Any], jax.Array],
                         inputs: str = "inputs", reference: str = "reference") -> MeanOverBatches:
     """Agreement of a model's embeddings with reference ones: the mean, over
