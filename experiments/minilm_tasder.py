@@ -34,15 +34,22 @@ from tasd_jax.models import pretrained
 LAYER_SETS = ("gelu", "all")
 
 
+def check_settings(config: ml_collections.ConfigDict, prefix: str = "config") -> None:
+    """The rules of the checkpoint's and sentences' settings (also another config's
+    pretrained workload, `prefix` naming where they sit)."""
+    with config_errors():
+        for name in ("num_sentences", "calibration_sentences", "eval_batch_size", "min_words",
+                     "batch"):
+            patterns.checks.check_positive_int(f"{prefix}.{name}", config[name])
+    if isinstance(config.max_length, bool) or not isinstance(config.max_length, int) \
+            or config.max_length < 2:
+        raise ConfigError(f"{prefix}.max_length={config.max_length!r} must be an integer >= 2")
+
+
 def check(config: ml_collections.ConfigDict) -> None:
     """The config's own rules, before any work; each search's design, budget and
     batch by the rules of configs/tasder.py (`experiments.tasder.check`)."""
-    with config_errors():
-        for name in ("num_sentences", "calibration_sentences", "eval_batch_size", "min_words"):
-            patterns.checks.check_positive_int(f"config.{name}", config[name])
-    if isinstance(config.max_length, bool) or not isinstance(config.max_length, int) \
-            or config.max_length < 2:
-        raise ConfigError(f"config.max_length={config.max_length!r} must be an integer >= 2")
+    check_settings(config)
     if not config.searches:
         raise ConfigError("config.searches is empty: nothing to search")
     if not config.hardware:

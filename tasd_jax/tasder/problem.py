@@ -370,6 +370,13 @@ class Problem:
         return cost.choice.estimate_operands(self.gemms(batch), hw,
                                              self._operands(choice, hw, batch))
 
+    def operands(self, choice: Choice, hardware: "str | cost.Hardware",
+                 batch: int = 1) -> list[cost.choice.Operands]:
+        """Per GEMM of `gemms(batch)`, its series and measured densities under the choice
+        (what `estimate` costs): to cost the same choice on other GEMM shapes."""
+        self._check(choice)
+        return self._operands(choice, _hardware(hardware), batch)
+
     def _operands(self, choice: Choice, hw: cost.Hardware, batch: int) -> list:
         """Per GEMM, its `cost.choice.Operands` under the choice."""
         return cost.choice.gemm_operands(
