@@ -821,9 +821,10 @@ FASHION_MODELS = """\
   checkpoints (dense from TorchVision / Hugging Face, sparse from SparseZoo). Ours: a
   bottleneck ResNet-29 (ResNet-50's 1x1-3x3-1x1 blocks, 16-64-256 channels) and a 4-block
   ViT trained here on Fashion-MNIST at 28x28, both pruned here to 95% element-wise as
-  SparseZoo's ResNet-50 is; and the pretrained all-MiniLM-L6-v2 (6 layers, hidden 384,
-  BERT-base's 12 x 768) for the dense transformer, judged by its sentence embeddings,
-  not a GLUE task. The CNNs' accuracy is measured on 2000 test images during the search.
+  SparseZoo's ResNet-50 is; and the pretrained all-MiniLM-L6-v2 (6 layers of width 384,
+  against BERT-base's 12 of 768) for the dense transformer, judged by its sentence
+  embeddings, not a GLUE task. The trained models' accuracy is measured on the first
+  2000 test images during the searches.
 """
 DIFFERENCES = """\
 * **Cost model.** The paper runs Sparseloop, layer by layer. Ours (docs/cost_model.md)
