@@ -129,7 +129,7 @@ def get_config(variant: str = "mnist") -> ml_collections.ConfigDict:
 
 
 def _fashion(config: ml_collections.ConfigDict) -> None:
-    """The fashion variant (module docstring): ~25 minutes on 2 cores."""
+    """The fashion variant (module docstring): 29 minutes on 2 cores from an empty workdir."""
     resnet = mnist.get_config("resnet")
     resnet.dataset = "fashion_mnist_idx"
     resnet.model = "resnet29_bottleneck"
@@ -162,8 +162,7 @@ def _fashion(config: ml_collections.ConfigDict) -> None:
         k: minilm[k] for k in ("checkpoint", "wordnet_dir", "min_words", "num_sentences",
                                "calibration_sentences", "max_length", "eval_batch_size", "batch")})
     config.hardware = ("ttc_vegeta_m8", "ttc_stc_m4", "dstc")  # the paper's Figure 12
-    config.data_note = ("Fashion-MNIST (60,000 train / 10,000 test images; the searches "
-                        "measure accuracy on the first 2000 test images)")
+    config.data_note = "Fashion-MNIST (60,000 train / 10,000 test images)"
     config.search_examples = 2000
     config.eval_batch_size = 500
     config.gap_searches = (("ours", 0.99), ("ours", 0.95))

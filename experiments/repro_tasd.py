@@ -617,8 +617,10 @@ def _setup(config, trained: dict, seconds: float) -> str:
                          "the agreement of its sentence embeddings with the unmodified model's, "
                          f"{settings.batch} x {settings.max_length} tokens per forward pass)."
                          for name, settings in config.pretrained.items())
+    subset = ("" if config.search_examples is None else
+              f" The searches measure accuracy on the first {config.search_examples} test images.")
     return (
-        f"Models trained here on {config.data_note} (test accuracy: {models_line})."
+        f"Models trained here on {config.data_note} (test accuracy: {models_line}).{subset}"
         f"{pretrained} The paper uses ImageNet ResNet-50 and GLUE BERT "
         "checkpoints (TorchVision, SparseZoo), which cannot be downloaded here: our rows are "
         "the same method on smaller models, not the paper's models. TASDER search: "
@@ -820,8 +822,7 @@ FASHION_MODELS = """\
   ViT trained here on Fashion-MNIST at 28x28, both pruned here to 95% element-wise as
   SparseZoo's ResNet-50 is; and the pretrained all-MiniLM-L6-v2 (6 layers of width 384,
   against BERT-base's 12 of 768) for the dense transformer, judged by its sentence
-  embeddings, not a GLUE task. The trained models' accuracy is measured on the first
-  2000 test images during the searches.
+  embeddings, not a GLUE task.
 """
 DIFFERENCES = """\
 * **Cost model.** The paper runs Sparseloop, layer by layer. Ours (docs/cost_model.md)
