@@ -30,7 +30,6 @@ dense model: dense / 2:4 / tasd.
 import os
 from typing import Iterable, NamedTuple
 
-from matplotlib import cm, colors
 import ml_collections
 import numpy as np
 
@@ -119,8 +118,9 @@ def _plot(path: str, wl_name: str, totals: list[dict], labels: list[str], hw_nam
     series_names = [s for s in dict.fromkeys(r["series"] for r in totals) if s != "tasd"] + ["tasd"]
     # One symmetric log range for every panel, so a colour means the same number everywhere.
     span = max(abs(np.log10(r["rel_edp"])) for r in totals) or 1.0
-    norm = colors.Normalize(vmin=-span, vmax=span)
-    cmap = outputs.plt.get_cmap("RdBu_r")
+    plt = outputs.plt
+    norm = plt.Normalize(vmin=-span, vmax=span)
+    cmap = plt.get_cmap("RdBu_r")
     columns = min(2, len(labels))
     rows = -(-len(labels) // columns)
     fig, axes = outputs.plt.subplots(
@@ -155,7 +155,7 @@ def _plot(path: str, wl_name: str, totals: list[dict], labels: list[str], hw_nam
         for side in ax.spines.values():
             side.set_visible(False)
         ax.set_title(f"weights {label}", fontsize=9, pad=22)
-    bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap),
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap),
                        ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
     ticks = [t for t in (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100) if abs(np.log10(t)) <= span]
     bar.set_ticks(np.log10(ticks), labels=[f"{t:g}" for t in ticks])

@@ -13,12 +13,22 @@ import os
 from typing import Any, Iterable, Sequence
 
 from absl import logging
-import matplotlib
 
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt  # noqa: E402  (after the backend is chosen)
+from tasd_jax import files
 
-from tasd_jax import files  # noqa: E402
+
+def __getattr__(name: str) -> Any:
+    """`outputs.plt`: matplotlib's pyplot on the file-only Agg backend, imported on
+    first use, so that a command that draws nothing (a bad config, a resumed
+    stage) does not pay its import (about 0.4 s)."""
+    if name != "plt":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    return pyplot
 
 
 def jsonable(obj: Any) -> Any:
@@ -83,11 +93,11 @@ def write_csv(path: str, rows: Sequence[dict], fields: Sequence[str] | None = No
         writer.writerows(rows)
 
 
-def save_figure(fig: plt.Figure, path: str, dpi: int = 110) -> None:
+def save_figure(fig: Any, path: str, dpi: int = 110) -> None:
     """Saves a matplotlib figure as PNG and closes it."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
+    __getattr__("plt").close(fig)
     with files.atomic_open(path, "wb") as f:
         f.write(buffer.getvalue())
 

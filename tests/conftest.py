@@ -42,13 +42,17 @@ settings.register_profile("dev", max_examples=25, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
-# The files that took longest (setup included), slowest first. With several workers
-# (`-n auto --dist loadfile`) a long file handed out last leaves the other workers
-# idle while it runs: these go out first, the rest fill in around them.
+# The files that take longest (setup included; `pytest --durations=0` on 2 cores,
+# about 10-140 s each), slowest first. With several workers (`-n auto --dist
+# loadfile`) a long file handed out last leaves the other workers idle while it
+# runs: these go out first, the rest fill in around them.
 SLOWEST_FILES = (
-    "test_repro_tasd.py", "test_repro_tw.py", "test_distributed.py", "test_models.py",
-    "test_bad_runs.py", "test_train.py", "test_patterns.py", "test_pipeline.py",
-    "test_train_configs.py", "test_cli.py",
+    "test_repro_tasd.py", "test_patterns.py", "test_tasd.py", "test_train.py",
+    "test_kernels.py", "test_bad_runs.py", "test_distributed.py", "test_models.py",
+    "test_repro_tw.py", "test_readme.py", "test_cli.py", "test_train_configs.py",
+    "test_bad_inputs.py", "test_vit.py", "test_pruning.py", "test_tasder_user_model.py",
+    "test_minilm_tasder.py", "test_quickstart.py", "test_kernels_layers.py",
+    "test_pipeline.py",
 )
 
 

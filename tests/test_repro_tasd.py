@@ -47,6 +47,7 @@ def tiny_config(data_dir: str):
         config.train[name].model_kwargs.num_layers = 1
     config.hardware = ("ttc_vegeta_m8", "dstc")
     config.calibration_examples = 64
+    config.search_examples = 200  # of the 1000 test digits: each evaluation a fifth as long
     config.shapes_only.models = ("lenet5",)  # five GEMMs: the shapes-only path, quickly
     config.shapes_only.images = (1, 28, 28, 1)
     config.gap_searches = (("network", 0.95),)  # the quickest search, at a lower budget
