@@ -194,6 +194,29 @@ def test_resnet50_layers_take_the_trained_layer_of_their_role_and_depth():
         repro_tasd.same_role_operands(big, basic, {g.layer: None for g in basic})
 
 
+def test_the_pretrained_workload_is_searched_on_its_gelu_layers_by_agreement(tmp_path):
+    import ml_collections
+    from test_minilm_tasder import _sentences, tiny_config as tiny_minilm
+    from test_pretrained import TINY_CONFIG, tiny_tensors, write_checkpoint, write_tokenizer
+    from test_wordnet import write_wordnet
+
+    checkpoint = write_checkpoint(tmp_path / "ckpt", TINY_CONFIG, tiny_tensors(TINY_CONFIG))
+    write_tokenizer(checkpoint)
+    write_wordnet(tmp_path / "wordnet", nouns=_sentences(20))
+    minilm = tiny_minilm(checkpoint, tmp_path / "wordnet")
+    pretrained = {k: minilm[k] for k in repro_config.get_config("fashion").pretrained.minilm}
+    config = ml_collections.ConfigDict({
+        "init_from": "", "pretrained": pretrained, "hardware": "ttc_vegeta_m8",
+        "operands": "activations", "mode": "paper", "budget": 0.99, "data_dir": "",
+        "seed": 0, "calibration_examples": 64, "eval_batch_size": 4, "search_examples": None,
+        "batch": pretrained["batch"], "gap_searches": (), "widths": ()})
+    out = repro_tasd.search_stage(config, str(tmp_path / "search"))
+    assert out["baseline_accuracy"] == pytest.approx(1.0, abs=1e-5)  # agreement with itself
+    assert out["activation_layers"] == 2  # each layer's FFN output, after its GELU
+    assert set(out["paper"]["choice"]["activations"]) <= {"layer_0/output", "layer_1/output"}
+    assert out["paper"]["accuracy"] >= 0.99 * out["baseline_accuracy"]
+
+
 def test_a_rerun_reuses_every_stage(run, capsys):
     root, config, results = run
     again = repro_tasd.repro_tasd(config, str(root / "run"))
