@@ -15,6 +15,7 @@ of per-layer EDPs) and the series per layer.
 """
 
 import functools
+import math
 import os
 from collections import Counter
 import time
@@ -365,16 +366,22 @@ def report(config: ml_collections.ConfigDict, rows: list[dict], task: dict[str, 
           r["quality"], _quality(r), f"{r['relative_edp']:.3f}",
           f"{r['relative_layer_edp']:.3f}", _series_summary(r["activation_series"]),
           f"{r['seconds']:.0f} ({r['evaluations']})") for r in rows])
-    supersense = (
-        f"Supersense: a labelled task, naming the WordNet lexicographer file (`noun.act`, "
-        f"`verb.motion`, ...; {task['classes']} seen in training) of the word each example "
-        f"sentence illustrates (the encoder reads \"word: sentence\"), by a logistic "
-        f"regression on the unmodified model's sentence embeddings "
-        f"(C = {task['inverse_regularisation']:g}, by 3-fold cross-validation) "
-        f"fitted on {task['train_examples']} examples and tested on {task['test_examples']} "
-        f"others (no synset on both sides; the most frequent class is "
-        f"{task['majority_share']:.1%} of them); budget {config.budget:.0%} of the unmodified "
-        f"model's accuracy. " if task else "")
+    supersense = ""
+    tested = [r for r in rows if r["quality"] == "supersense"]
+    if task and tested:
+        right = round(tested[0]["baseline"] * task["test_examples"])
+        # The budget's resolution: how many right answers a search may lose.
+        may_lose = right - math.ceil(config.budget * right - 1e-9)
+        supersense = (
+            f"Supersense: a labelled task, naming the WordNet lexicographer file (`noun.act`, "
+            f"`verb.motion`, ...; {task['classes']} seen in training) of the word each example "
+            f"sentence illustrates (the encoder reads \"word: sentence\"), by a logistic "
+            f"regression on the unmodified model's sentence embeddings "
+            f"(C = {task['inverse_regularisation']:g}, by 3-fold cross-validation) "
+            f"fitted on {task['train_examples']} examples and tested on {task['test_examples']} "
+            f"others (no synset on both sides; the most frequent class is "
+            f"{task['majority_share']:.1%} of them); budget {config.budget:.0%} of the unmodified "
+            f"model's accuracy: of its {right} right answers, a search may lose {may_lose}. ")
     return (
         f"# TASD-A on {config.checkpoint or 'all-MiniLM-L6-v2'}\n\n"
         f"Agreement: mean cosine similarity of the sentence embeddings with the unmodified "

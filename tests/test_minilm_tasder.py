@@ -3,6 +3,7 @@ experiment end to end on a tiny random BERT checkpoint and WordNet files written
 
 import json
 import os
+import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -115,6 +116,8 @@ def test_every_search_keeps_the_budget_and_decomposes_only_its_layers(tiny_run):
     train, _ = minilm_tasder.supersense_split(config)
     assert (task["classes"], task["test_examples"]) == (len({e.lexname for e in train}), 8)
     assert f"fitted on {task['train_examples']} examples and tested on 8 others" in report
+    # 99% of at most 8 right answers: losing any one breaks the budget.
+    assert re.search(r"of its [1-8] right answers, a search may lose 0\.", report)
 
 
 @pytest.mark.filterwarnings("ignore:The least populated class")  # a tiny data set
