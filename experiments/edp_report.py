@@ -123,7 +123,7 @@ def _plot(path: str, wl_name: str, totals: list[dict], labels: list[str], hw_nam
     cmap = plt.get_cmap("RdBu_r")
     columns = min(2, len(labels))
     rows = -(-len(labels) // columns)
-    fig, axes = outputs.plt.subplots(
+    fig, axes = plt.subplots(
         rows, columns, figsize=(0.75 * len(series_names) * columns + 2.5, 0.42 * len(hw_names) * rows + 1.8),
         squeeze=False, layout="constrained")
     for ax in axes.flat[len(labels):]:
@@ -135,7 +135,7 @@ def _plot(path: str, wl_name: str, totals: list[dict], labels: list[str], hw_nam
                 continue
             faded, best = not panel.within_budget[i, j], j == panel.best[i]
             shade = norm(np.log10(value))
-            ax.add_patch(outputs.plt.Rectangle(
+            ax.add_patch(plt.Rectangle(
                 (j - 0.5, i - 0.5), 1, 1, facecolor=cmap(shade),
                 alpha=0.2 if faded else 1.0, edgecolor="white", lw=1.5))
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
@@ -143,7 +143,7 @@ def _plot(path: str, wl_name: str, totals: list[dict], labels: list[str], hw_nam
                     fontstyle="italic" if faded else "normal",
                     fontweight="bold" if best else "normal")
             if best:
-                ax.add_patch(outputs.plt.Rectangle(
+                ax.add_patch(plt.Rectangle(
                     (j - 0.46, i - 0.46), 0.92, 0.92, fill=False, edgecolor="black", lw=1.8))
         ax.set_xlim(-0.5, len(series_names) - 0.5)
         ax.set_ylim(len(hw_names) - 0.5, -0.5)

@@ -71,11 +71,16 @@ def check(config: ml_collections.ConfigDict) -> None:
             tasder_experiment.check(ml_collections.ConfigDict({
                 "hardware": hardware, "mode": search[0], "operands": "activations",
                 "budget": config.budget, "batch": config.batch}))
-    if any(quality == "supersense" for _, _, quality in config.searches):
+    if _searched(config, "supersense"):
         with config_errors():
             for name in ("train_sentences", "test_sentences"):
                 patterns.checks.check_positive_int(f"config.supersense.{name}",
                                                    config.supersense[name])
+
+
+def _searched(config: ml_collections.ConfigDict, quality: str) -> bool:
+    """Whether a search of `config.searches` is held to `quality`."""
+    return any(q == quality for _, _, q in config.searches)
 
 
 def _examples(config: ml_collections.ConfigDict) -> list[wordnet.Example]:
@@ -221,24 +226,18 @@ def _supersense_metric(config: ml_collections.ConfigDict, encode: Callable, vari
     """(apply giving the probe's logits, its top-1 accuracy on the test examples, what
     describes the task): the probe fitted on the unmodified model's embeddings."""
     train, test = supersense_split(config)
-
-    def embeddings(variables: Any, inputs: dict[str, np.ndarray]) -> jax.Array:
-        return _embed(encode(variables, inputs), inputs)
-
-    embed = jax.jit(embeddings)
-    train_embeddings = np.concatenate([
-        np.asarray(embed(variables, batch)) for batch in
-        _batches(tokenize([supersense_text(e) for e in train]), config.eval_batch_size)])
-    probe = fit_probe(train_embeddings, [e.lexname for e in train], config.seed)
+    size = config.eval_batch_size
+    train_inputs = _batches(tokenize([supersense_text(e) for e in train]), size)
+    unmodified = tasder.with_reference(jax.jit(encode), variables, train_inputs, _embed)
+    probe = fit_probe(np.concatenate([b["reference"] for b in unmodified]),
+                      [e.lexname for e in train], config.seed)
     index = {name: i for i, name in enumerate(probe.classes)}
     labels = np.array([index.get(e.lexname, -1) for e in test], np.int32)  # -1: never right
-    tokens = tokenize([supersense_text(e) for e in test])
-    batches = [{"inputs": inputs, "label": labels[i:i + config.eval_batch_size]}
-               for i, inputs in zip(range(0, len(test), config.eval_batch_size),
-                                    _batches(tokens, config.eval_batch_size))]
+    batches = [{"inputs": inputs, "label": labels[i * size:(i + 1) * size]} for i, inputs in
+               enumerate(_batches(tokenize([supersense_text(e) for e in test]), size))]
 
     def logits(variables: Any, inputs: dict[str, np.ndarray]) -> jax.Array:
-        return embeddings(variables, inputs) @ probe.weights + probe.bias
+        return _embed(encode(variables, inputs), inputs) @ probe.weights + probe.bias
 
     counts = Counter(e.lexname for e in test)
     task = {"classes": len(probe.classes), "train_examples": probe.train_examples,
@@ -322,7 +321,7 @@ def minilm_tasder(config: ml_collections.ConfigDict, workdir: str) -> dict:
     check(config)
     start = time.perf_counter()
     evaluation, _ = sentences(config)  # WordNet is there: checked before the checkpoint
-    if any(quality == "supersense" for _, _, quality in config.searches):
+    if _searched(config, "supersense"):
         supersense_split(config)  # and holds enough examples for the task
     checkpoint_dir(config)
     rows, task = [], {}

@@ -72,9 +72,8 @@ def tiny_run(tmp_path_factory):
     checkpoint = write_checkpoint(root / "ckpt", TINY_CONFIG, tiny_tensors(TINY_CONFIG))
     write_tokenizer(checkpoint)
     write_wordnet(root / "wordnet", nouns=_sentences(40))
-    out = minilm_tasder.minilm_tasder(tiny_config(checkpoint, root / "wordnet"),
-                                      str(root / "run"))
-    return root, tiny_config(checkpoint, root / "wordnet"), out
+    config = tiny_config(checkpoint, root / "wordnet")
+    return root, config, minilm_tasder.minilm_tasder(config, str(root / "run"))
 
 
 def tiny_config(checkpoint, wordnet_dir):
